@@ -1,0 +1,79 @@
+"""Per-token statistics of a policy's next-token distribution, from logits.
+
+Everything the policy losses and the concentration metrics need is computed here once, from the
+current policy's logits `z = logits / temperature` (the same temperature the sampler used):
+
+  * `logp`        log pi(y_t) of the sampled token (differentiable),
+  * `entropy`     H = -sum_v p_v log p_v (stop-gradient unless `entropy_grad=True`),
+  * `topk_logp`   log-probs of the M highest-probability candidates, rank 1 first (differentiable;
+                  the candidate *ids* come from `jax.lax.top_k` under stop-gradient),
+  * `is_rank1`    whether the sampled token is the rank-1 candidate.
+
+Log-probs of the candidates are `z[v(k)] - logsumexp(z)`: K numbers gathered per token, never K copies of
+the [tokens, vocab] logits (the authors' released code expands them K times; see SIMKO_METHOD.md §6).
+
+M = `num_candidates` is usually max(K, 5): the SimKO loss reads the first K, the rank-1..5 probability
+metric reads the first 5.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+
+class TokenStats(NamedTuple):
+  """Per-token statistics; leading dims are any batch shape `...` (e.g. [B, T] or [N]).
+
+  Attributes:
+    logp: [...] float32, log-prob of the sampled token under z.
+    entropy: [...] float32, entropy of softmax(z) in nats.
+    topk_logp: [..., M] float32, log-probs of the rank-1..M candidates (descending).
+    is_rank1: [...] bool, sampled token == argmax z (ties resolve to the lowest id, as `top_k`).
+  """
+
+  logp: jax.Array
+  entropy: jax.Array
+  topk_logp: jax.Array
+  is_rank1: jax.Array
+
+
+def token_stats_from_logits(
+    logits: jax.Array,
+    targets: jax.Array,
+    *,
+    num_candidates: int = 5,
+    temperature: float = 1.0,
+    entropy_grad: bool = False,
+) -> TokenStats:
+  """Token statistics from logits.
+
+  Args:
+    logits: [..., V] any float dtype; upcast to float32 before anything else.
+    targets: [...] int, the sampled token ids.
+    num_candidates: M >= 1, how many top candidates to return (capped at V).
+    temperature: > 0, divides the logits (must equal the sampler's temperature so `logp` matches
+      the behaviour policy's log-probs).
+    entropy_grad: keep the entropy differentiable (only needed for an entropy bonus).
+
+  Returns:
+    `TokenStats` with float32 fields.
+  """
+  z = logits.astype(jnp.float32) / jnp.float32(temperature)
+  vocab = z.shape[-1]
+  num_candidates = min(int(num_candidates), vocab)
+  lse = jax.nn.logsumexp(z, axis=-1)
+  logp = jnp.take_along_axis(z, targets[..., None].astype(jnp.int32), axis=-1)[..., 0] - lse
+
+  # Candidate ids are a discrete choice: stop-gradient, then gather differentiably.
+  _, topk_ids = jax.lax.top_k(jax.lax.stop_gradient(z), num_candidates)
+  topk_logp = jnp.take_along_axis(z, topk_ids, axis=-1) - lse[..., None]
+  is_rank1 = targets.astype(jnp.int32) == topk_ids[..., 0]
+
+  zz = z if entropy_grad else jax.lax.stop_gradient(z)
+  lse_e = lse if entropy_grad else jax.lax.stop_gradient(lse)
+  probs = jnp.exp(zz - lse_e[..., None])
+  entropy = lse_e - jnp.sum(probs * zz, axis=-1)
+  return TokenStats(logp=logp, entropy=entropy, topk_logp=topk_logp, is_rank1=is_rank1)

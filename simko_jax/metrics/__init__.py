@@ -1,0 +1,1 @@
+"""Evaluation and monitoring metrics: pass@k / maj@k estimators and concentration (Lambda, rank probs)."""

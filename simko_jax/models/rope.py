@@ -1,0 +1,45 @@
+"""Rotary position embeddings (HF "rotate_half" layout), with optional llama3 frequency scaling."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def inv_frequencies(head_dim: int, theta: float, scaling: dict[str, Any] | None = None) -> np.ndarray:
+  """[head_dim // 2] float32 inverse frequencies; llama3 scaling as in HF `_compute_llama3_parameters`."""
+  inv_freq = 1.0 / (theta ** (np.arange(0, head_dim, 2, dtype=np.int64).astype(np.float32) / head_dim))
+  if scaling is None:
+    return inv_freq.astype(np.float32)
+  factor = float(scaling["factor"])
+  low = float(scaling["low_freq_factor"])
+  high = float(scaling["high_freq_factor"])
+  old_len = float(scaling["original_max_position_embeddings"])
+  low_wavelen = old_len / low
+  high_wavelen = old_len / high
+  wavelen = 2 * math.pi / inv_freq
+  scaled = np.where(wavelen > low_wavelen, inv_freq / factor, inv_freq)
+  smooth = (old_len / wavelen - low) / (high - low)
+  smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+  is_medium = ~(wavelen < high_wavelen) & ~(wavelen > low_wavelen)
+  return np.where(is_medium, smoothed, scaled).astype(np.float32)
+
+
+def rope_cos_sin(positions_BxT: jax.Array, inv_freq: np.ndarray) -> tuple[jax.Array, jax.Array]:
+  """cos, sin of shape [B, T, head_dim] (float32) for integer positions."""
+  angles = positions_BxT.astype(jnp.float32)[..., None] * jnp.asarray(inv_freq)[None, None, :]
+  angles = jnp.concatenate([angles, angles], axis=-1)
+  return jnp.cos(angles), jnp.sin(angles)
+
+
+def apply_rope(x_BxTxNxH: jax.Array, cos_BxTxH: jax.Array, sin_BxTxH: jax.Array) -> jax.Array:
+  """Rotate q or k ([B, T, heads, head_dim]) in float32; returns x's dtype."""
+  x = x_BxTxNxH.astype(jnp.float32)
+  half = x.shape[-1] // 2
+  rotated = jnp.concatenate([-x[..., half:], x[..., :half]], axis=-1)
+  out = x * cos_BxTxH[:, :, None, :] + rotated * sin_BxTxH[:, :, None, :]
+  return out.astype(x_BxTxNxH.dtype)
