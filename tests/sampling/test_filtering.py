@@ -1,0 +1,56 @@
+"""`sample_next` against numpy brute force: support and frequencies of top-k / top-p / greedy draws."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from simko_jax.sampling import sample_next
+
+V = 12
+DRAWS = 4000
+
+
+def _logits():
+  return np.random.default_rng(0).normal(size=(1, V)).astype(np.float32) * 1.5
+
+
+def _draw(logits, **kw):
+  keys = jax.random.split(jax.random.key(0), DRAWS)
+  fn = jax.jit(jax.vmap(lambda k: sample_next(jnp.asarray(logits), k, 0.8, **kw)))
+  tok, lp = fn(keys)
+  return np.asarray(tok)[:, 0], np.asarray(lp)[:, 0]
+
+
+def _reference(logits, top_k=0, top_p=1.0):
+  """Renormalised filtered distribution (HF convention) and the unfiltered tempered log-probs."""
+  scaled = logits[0].astype(np.float64) / 0.8
+  logp = scaled - np.log(np.exp(scaled).sum())
+  order = np.argsort(-scaled)
+  keep = np.zeros(V, bool)
+  kept_order = order[:top_k] if top_k else order
+  probs = np.exp(logp[kept_order]) / np.exp(logp[kept_order]).sum()
+  mass_before = np.cumsum(probs) - probs
+  keep[kept_order[(mass_before < top_p) | (np.arange(len(kept_order)) == 0)]] = True
+  filtered = np.where(keep, np.exp(logp), 0.0)
+  return filtered / filtered.sum(), logp
+
+
+@pytest.mark.parametrize("top_k,top_p", [(0, 1.0), (4, 1.0), (0, 0.7), (5, 0.6)])
+def test_filtered_frequencies_and_unfiltered_logprobs(top_k, top_p):
+  logits = _logits()
+  tok, lp = _draw(logits, top_p=top_p, top_k=top_k)
+  want, logp = _reference(logits, top_k, top_p)
+  assert set(np.unique(tok)) <= set(np.flatnonzero(want))
+  freq = np.bincount(tok, minlength=V) / DRAWS
+  np.testing.assert_allclose(freq, want, atol=0.03)
+  np.testing.assert_allclose(lp, logp[tok], atol=1e-5)  # unfiltered log-prob, not the renormalised one
+
+
+def test_greedy_is_argmax_and_ignores_key():
+  logits = np.random.default_rng(1).normal(size=(5, V)).astype(np.float32)
+  for seed in (0, 1):
+    tok, lp = sample_next(jnp.asarray(logits), jax.random.key(seed), 2.0, greedy=True)
+    np.testing.assert_array_equal(np.asarray(tok), logits.argmax(-1))
+    ref = np.asarray(jax.nn.log_softmax(jnp.asarray(logits) / 2.0))[np.arange(5), logits.argmax(-1)]
+    np.testing.assert_allclose(np.asarray(lp), ref, atol=1e-6)

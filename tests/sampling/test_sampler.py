@@ -1,0 +1,132 @@
+"""Sampler vs full-forward references: greedy parity, trainer log-probs, seeds, EOS, recompilation."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from simko_jax.models import tiny_llama3, tiny_qwen2
+from simko_jax.sampling import FINISH_LENGTH, FINISH_STOP, Sampler
+from tests.sampling.helpers import full_forward_fn, left_padded, make_model, trainer_logprobs
+
+LENGTHS, P = (7, 4, 1), 7
+
+
+@pytest.fixture(scope="module")
+def llama():
+  model = make_model(tiny_llama3(), seed=3)
+  sampler, state = Sampler.from_model(model, prompt_bucket=8, gen_bucket=16)
+  return model, sampler, state, full_forward_fn(model)
+
+
+@pytest.mark.parametrize("make_cfg", [tiny_llama3, tiny_qwen2])
+def test_greedy_equals_stepwise_argmax_of_full_forward(make_cfg):
+  model = make_model(make_cfg(), seed=1)
+  fwd = full_forward_fn(model)
+  sampler, state = Sampler.from_model(model, prompt_bucket=8, gen_bucket=16)
+  prompt, pmask = left_padded(model.cfg.vocab_size, LENGTHS, P, seed=1)
+  n_new = 9
+  out = sampler.sample(state, prompt, pmask, jax.random.key(0), n=2, max_new_tokens=n_new, greedy=True,
+                       stop_ids=())
+  # Reference: grow each sequence one argmax at a time with the full forward. Future columns are
+  # right-padding (mask 0) that causal attention never lets earlier columns see, so one shape suffices.
+  tokens = np.concatenate([prompt, np.zeros((3, n_new), np.int32)], axis=1)
+  mask = np.concatenate([pmask, np.zeros((3, n_new), np.int32)], axis=1)
+  for i in range(n_new):
+    tokens[:, P + i] = fwd(tokens, mask)[:, P - 1 + i].argmax(-1)
+    mask[:, P + i] = 1
+  np.testing.assert_array_equal(np.asarray(out.tokens), np.repeat(tokens, 2, axis=0))
+  assert np.asarray(out.response_mask).all() and (np.asarray(out.finish_reason) == FINISH_LENGTH).all()
+  assert int(out.num_steps) == n_new
+
+
+@pytest.mark.parametrize("temperature,top_p,top_k", [(0.7, 1.0, 0), (1.3, 0.9, 0), (1.0, 0.8, 20)])
+def test_logprobs_equal_trainer_recompute_fp32(llama, temperature, top_p, top_k):
+  model, sampler, state, fwd = llama
+  prompt, pmask = left_padded(model.cfg.vocab_size, LENGTHS, P, seed=2)
+  out = sampler.sample(state, prompt, pmask, jax.random.key(1), n=3, max_new_tokens=10,
+                       temperature=temperature, top_p=top_p, top_k=top_k, stop_ids=(5, 6, 7, 8, 9))
+  ref = trainer_logprobs(fwd, out.tokens, out.attention_mask, P, temperature)
+  rmask = np.asarray(out.response_mask).astype(bool)
+  np.testing.assert_allclose(np.asarray(out.logprobs)[rmask], ref[rmask], atol=1e-5, rtol=0)
+  assert (np.asarray(out.logprobs)[~rmask] == 0).all()
+  want_pos = pmask.sum(-1).repeat(3)[:, None] + np.arange(10)
+  np.testing.assert_array_equal(np.asarray(out.positions)[:, P:][rmask], want_pos[rmask])
+
+
+def test_logprob_gap_bf16():
+  """bf16 compute: sampler (cached, one token at a time) vs trainer (full forward) log-prob gap."""
+  model = make_model(tiny_llama3(dtype=jnp.bfloat16), seed=3)
+  sampler, state = Sampler.from_model(model, prompt_bucket=8, gen_bucket=16)
+  prompt, pmask = left_padded(model.cfg.vocab_size, LENGTHS, P, seed=2)
+  out = sampler.sample(state, prompt, pmask, jax.random.key(1), n=4, max_new_tokens=16, stop_ids=())
+  ref = trainer_logprobs(full_forward_fn(model), out.tokens, out.attention_mask, P, 1.0)
+  gap = np.abs(np.asarray(out.logprobs) - ref)
+  print(f"\nbf16 sampler-vs-trainer logprob gap: max {gap.max():.3e} mean {gap.mean():.3e} "
+        f"(ratio exp(gap) max {np.exp(gap.max()):.4f})")
+  assert gap.max() < 0.1
+
+
+def test_seeded_reproducible_and_group_samples_differ(llama):
+  model, sampler, state, _ = llama
+  prompt, pmask = left_padded(model.cfg.vocab_size, LENGTHS, P, seed=4)
+  run = lambda seed: np.asarray(sampler.sample(state, prompt, pmask, jax.random.key(seed), n=4,
+                                               max_new_tokens=12, stop_ids=()).tokens)
+  a, b, c = run(7), run(7), run(8)
+  np.testing.assert_array_equal(a, b)
+  assert (a != c).any()
+  for g in range(3):  # the n samples of one prompt share the prompt but not the response
+    group = a[4 * g:4 * g + 4]
+    assert (group[:, :P] == group[0, :P]).all()
+    assert len({tuple(r[P:]) for r in group}) == 4
+
+
+@pytest.mark.parametrize("greedy", [True, False])
+def test_stop_tokens_masks_finish_reasons_and_early_exit(llama, greedy):
+  model, sampler, state, _ = llama
+  prompt, pmask = left_padded(model.cfg.vocab_size, LENGTHS, P, seed=5)
+  kw = dict(n=2, max_new_tokens=20, greedy=greedy, temperature=1.0)
+  free = sampler.sample(state, prompt, pmask, jax.random.key(3), stop_ids=(), **kw)
+  free_tok = np.asarray(free.response_tokens)
+  # Stop set: the token each row emits at step 3, except the last row (which must run to the limit).
+  stop_set = {int(t) for t in free_tok[:-1, 3]} - set(free_tok[-1].tolist())
+  assert stop_set
+  out = sampler.sample(state, prompt, pmask, jax.random.key(3), stop_ids=tuple(stop_set), **kw)
+  hits = np.isin(free_tok, list(stop_set))
+  first = np.where(hits.any(-1), hits.argmax(-1), -1)
+  tok, rmask = np.asarray(out.response_tokens), np.asarray(out.response_mask)
+  for r in range(len(tok)):
+    length = first[r] + 1 if first[r] >= 0 else 20
+    np.testing.assert_array_equal(rmask[r], np.arange(20) < length)
+    np.testing.assert_array_equal(tok[r, :length], free_tok[r, :length])  # same draws before the stop
+    assert (tok[r, length:] == sampler.pad_id).all() and (np.asarray(out.logprobs)[r, length:] == 0).all()
+    assert int(out.finish_reason[r]) == (FINISH_STOP if first[r] >= 0 else FINISH_LENGTH)
+    assert int(out.response_lengths[r]) == length
+  # Early exit: without the never-stopping last row, the loop ends right after the last stop.
+  early = sampler.sample(state, prompt[:2], pmask[:2], jax.random.key(3), stop_ids=tuple(stop_set), **kw)
+  if (first[:4] >= 0).all():
+    assert int(early.num_steps) == first[:4].max() + 1 < 20
+    assert (np.asarray(early.finish_reason) == FINISH_STOP).all()
+
+
+def test_same_bucket_does_not_recompile():
+  model = make_model(tiny_llama3(), seed=0)
+  sampler, state = Sampler.from_model(model, prompt_bucket=8, gen_bucket=16)
+  vocab = model.cfg.vocab_size
+  for i, (p, n_new, temp, top_p) in enumerate([(5, 10, 1.0, 0.9), (8, 16, 0.5, 0.5), (3, 12, 2.0, 0.95)]):
+    prompt, pmask = left_padded(vocab, (p, 2), p, seed=i)
+    state_i = jax.tree.map(lambda x: x * (1 + i), state)  # new param values, same shapes
+    out = sampler.sample(state_i, prompt, pmask, jax.random.key(i), n=2, max_new_tokens=n_new,
+                         temperature=temp, top_p=top_p)
+    assert out.tokens.shape == (4, p + n_new)
+  assert sampler.num_compilations == 1 and sampler._jitted._cache_size() == 1
+  prompt, pmask = left_padded(vocab, (9, 2), 9)  # next prompt bucket -> exactly one more program
+  sampler.sample(state, prompt, pmask, jax.random.key(0), n=2, max_new_tokens=4, top_p=0.9)
+  assert sampler.num_compilations == 2
+
+
+def test_rejects_right_padding(llama):
+  model, sampler, state, _ = llama
+  prompt, pmask = left_padded(model.cfg.vocab_size, (3, 2), 3)
+  with pytest.raises(ValueError, match="left-padded"):
+    sampler.sample(state, prompt[:, ::-1], pmask[:, ::-1], jax.random.key(0), max_new_tokens=2)
