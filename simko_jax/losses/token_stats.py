@@ -70,7 +70,7 @@ def token_stats_from_logits(
   # Candidate ids are a discrete choice: stop-gradient, then gather differentiably.
   _, topk_ids = jax.lax.top_k(jax.lax.stop_gradient(z), num_candidates)
   topk_logp = jnp.take_along_axis(z, topk_ids, axis=-1) - lse[..., None]
-  is_rank1 = targets.astype(jnp.int32) == topk_ids[..., 0]
+  is_rank1 = targets.astype(jnp.int32) == jnp.argmax(jax.lax.stop_gradient(z), axis=-1)
 
   zz = z if entropy_grad else jax.lax.stop_gradient(z)
   lse_e = lse if entropy_grad else jax.lax.stop_gradient(lse)

@@ -14,10 +14,10 @@ One compiled XLA program per static signature does everything:
   3. `lax.while_loop` over steps i: feed the previous token (the last prompt token at i = 0) at cache
      slot Pb-1+i, sample token i from its logits, stop a row when it emits a stop id. The loop ends when
      i == max_new_tokens or every row has stopped (early exit; `SampleOutput.num_steps` counts steps).
-The cache lives only inside that program: it is a while-loop carry that the model updates with
-`dynamic_update_slice`, so XLA keeps it in one buffer (no host round trip, nothing to donate between
-calls). `max_new_tokens`, `temperature` and `top_p` are traced values, so a new value inside the same
-buckets does not recompile; batch size, Pb, Nb, n, top_k, greedy, (top_p < 1) and the stop ids are
+The cache lives only inside that program: it is a while-loop carry that `decode.decode_step` updates
+with one `dynamic_update_slice` per layer, so XLA keeps it in one buffer for the whole decode (no host
+round trip, no per-step copy; nothing to donate between calls). `max_new_tokens`, `temperature`, `top_p` and the stop ids (up to 8) are traced values, so new
+values inside the same buckets do not recompile; batch size, Pb, Nb, n, top_k, greedy and (top_p < 1) are
 static. `Sampler.num_compilations` counts traces of the program (each trace is one compilation).
 
 Positions follow the model's convention (cumsum(mask) - 1): response token i of a prompt with L real
@@ -38,6 +38,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from simko_jax.models.transformer import cache_shardings
 from simko_jax.parallel import logical_to_spec
+from simko_jax.sampling.decode import decode_step
 from simko_jax.sampling.filtering import sample_next
 
 FINISH_STOP = 0    # emitted a stop id (EOS); it is the last token inside response_mask
@@ -94,10 +95,10 @@ class _Loop(NamedTuple):
 
 
 def _sample_program(graphdef, state, prompt_BxP, prompt_mask_BxP, key, temperature, top_p, max_new,
-                    *, n: int, n_buf: int, top_k: int, greedy: bool, use_top_p: bool,
-                    stop_ids: tuple[int, ...], pad_id: int, cache_dtype: Any, mesh, rules, counter):
-  """The traced body of one compiled sampler program (see module docstring). Returns
-  (tokens_BnxNb, logprobs_BnxNb, mask_BnxNb, stopped_Bn, num_steps)."""
+                    stop_ids_K, *, n: int, n_buf: int, top_k: int, greedy: bool, use_top_p: bool,
+                    pad_id: int, cache_dtype: Any, mesh, rules, counter):
+  """The traced body of one compiled sampler program (see module docstring). `stop_ids_K` is int32,
+  padded with -1. Returns (tokens_BnxNb, logprobs_BnxNb, mask_BnxNb, stopped_Bn, num_steps)."""
   counter[0] += 1  # runs once per trace == once per compilation
   model = nnx.merge(graphdef, state)
   b, p = prompt_BxP.shape
@@ -128,7 +129,6 @@ def _sample_program(graphdef, state, prompt_BxP, prompt_mask_BxP, key, temperatu
 
   cache = shard_cache({k: rep(v, axis=1) for k, v in cache.items()})
   last_pos_Bn = rep(positions_BxP[:, -1])
-  stop_arr = jnp.asarray(stop_ids if stop_ids else (-1,), jnp.int32)
 
   # 3. Decode loop: step i feeds `token` at slot p-1+i and samples response token i.
   def cond(c: _Loop):
@@ -136,9 +136,8 @@ def _sample_program(graphdef, state, prompt_BxP, prompt_mask_BxP, key, temperatu
 
   def body(c: _Loop):
     i = c.step
-    logits, cache = model.decode(c.token[:, None], (last_pos_Bn + i)[:, None], c.cache, p - 1 + i,
-                                 c.kv_mask)
-    tok, logp = sample_next(logits[:, 0], jax.random.fold_in(key, i), temperature, top_p,
+    logits, cache = decode_step(model, c.token, last_pos_Bn + i, c.cache, p - 1 + i, c.kv_mask)
+    tok, logp = sample_next(logits, jax.random.fold_in(key, i), temperature, top_p,
                             top_k=top_k, greedy=greedy, use_top_p=use_top_p)
     live = ~c.done
     tok = jnp.where(live, tok, pad_id)
@@ -149,7 +148,7 @@ def _sample_program(graphdef, state, prompt_BxP, prompt_mask_BxP, key, temperatu
     out_mask = jax.lax.dynamic_update_slice(c.out_mask, live.astype(jnp.int32)[:, None], col)
     # The sampled token is written at slot p+i next step; it is a visible key only for live rows.
     kv_mask = jax.lax.dynamic_update_slice(c.kv_mask, live.astype(jnp.int32)[:, None], (jnp.int32(0), p + i))
-    done = c.done | (live & jnp.isin(tok, stop_arr))
+    done = c.done | (live & jnp.isin(tok, stop_ids_K))
     return _Loop(i + 1, shard_cache(cache), kv_mask, tok, done, out_tokens, out_logprobs, out_mask)
 
   init = _Loop(
@@ -187,7 +186,7 @@ class Sampler:
       return _sample_program(graphdef, *args, counter=self._counter, **static)
 
     self._jitted = jax.jit(program, static_argnames=(
-        "n", "n_buf", "top_k", "greedy", "use_top_p", "stop_ids", "pad_id", "cache_dtype", "mesh",
+        "n", "n_buf", "top_k", "greedy", "use_top_p", "pad_id", "cache_dtype", "mesh",
         "rules"))
 
   @classmethod
@@ -216,6 +215,41 @@ class Sampler:
     temperature > 0. top_k: 0 = off. top_p: 1.0 = off. greedy: argmax (temperature only scales the
     returned log-probs). stop_ids: None = the sampler's default set; () = never stop early.
     """
+    args, static = self._prepare(params_state, prompt_tokens, prompt_mask, key, n, max_new_tokens,
+                                 temperature, top_p, top_k, greedy, stop_ids)
+    if self.mesh is None:
+      out = self._jitted(*args, **static)
+    else:
+      with jax.set_mesh(self.mesh):
+        out = self._jitted(*args, **static)
+    prompt, pmask = np.asarray(prompt_tokens, np.int32), np.asarray(prompt_mask, np.int32)
+    tokens_nb, logprobs_nb, mask_nb, stopped, steps = out
+    response_tokens = tokens_nb[:, :max_new_tokens]
+    response_mask = mask_nb[:, :max_new_tokens]
+    prompt_rep = np.repeat(prompt, n, axis=0)
+    return SampleOutput(
+        tokens=jnp.concatenate([jnp.asarray(prompt_rep), response_tokens], axis=-1),
+        prompt_mask=jnp.asarray(np.repeat(pmask, n, axis=0)),
+        response_mask=response_mask, response_tokens=response_tokens,
+        logprobs=logprobs_nb[:, :max_new_tokens],
+        finish_reason=jnp.where(stopped, FINISH_STOP, FINISH_LENGTH).astype(jnp.int32),
+        response_lengths=response_mask.sum(-1).astype(jnp.int32), num_steps=steps)
+
+
+  def lower(self, params_state, prompt_tokens, prompt_mask, key, *, n: int = 1, max_new_tokens: int,
+            temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0, greedy: bool = False,
+            stop_ids: Sequence[int] | None = None):
+    """The `jax.stages.Lowered` program `sample` would run (for `.compile()`, cost analysis, HLO)."""
+    args, static = self._prepare(params_state, prompt_tokens, prompt_mask, key, n, max_new_tokens,
+                                 temperature, top_p, top_k, greedy, stop_ids)
+    if self.mesh is None:
+      return self._jitted.lower(*args, **static)
+    with jax.set_mesh(self.mesh):
+      return self._jitted.lower(*args, **static)
+
+  def _prepare(self, params_state, prompt_tokens, prompt_mask, key, n, max_new_tokens, temperature,
+               top_p, top_k, greedy, stop_ids):
+    """Validate, bucket and place the inputs: (positional args, static kwargs) of the jitted program."""
     prompt = np.asarray(prompt_tokens, np.int32)
     pmask = np.asarray(prompt_mask, np.int32)
     if prompt.ndim != 2 or prompt.shape != pmask.shape:
@@ -234,27 +268,15 @@ class Sampler:
     pmask_b = np.zeros((b, pb), np.int32)
     prompt_b[:, pb - p:], pmask_b[:, pb - p:] = prompt, pmask
     stops = self.stop_ids if stop_ids is None else tuple(int(t) for t in stop_ids)
-    args = (params_state, prompt_b, pmask_b, key, jnp.float32(temperature),
-            jnp.float32(top_p), jnp.int32(max_new_tokens))
-    static = dict(n=int(n), n_buf=nb, top_k=int(top_k), greedy=bool(greedy),
-                  use_top_p=bool(top_p < 1.0) and not greedy, stop_ids=stops, pad_id=self.pad_id,
-                  cache_dtype=self.cache_dtype, mesh=self.mesh, rules=self.rules)
-    if self.mesh is None:
-      out = self._jitted(*args, **static)
-    else:
+    # Stop ids are a traced array padded with -1 to a multiple of 8: new stop sets do not recompile.
+    stop_arr = np.full((round_up(len(stops), 8),), -1, np.int32)
+    stop_arr[:len(stops)] = stops
+    if self.mesh is not None:
       rows = NamedSharding(self.mesh, logical_to_spec(("batch", None), self.mesh, self.rules, (b, pb)))
-      args = args[:1] + (jax.device_put(prompt_b, rows), jax.device_put(pmask_b, rows)) + args[3:]
-      with jax.set_mesh(self.mesh):
-        out = self._jitted(*args, **static)
-    tokens_nb, logprobs_nb, mask_nb, stopped, steps = out
-    response_tokens = tokens_nb[:, :max_new_tokens]
-    response_mask = mask_nb[:, :max_new_tokens]
-    prompt_rep = np.repeat(prompt, n, axis=0)
-    return SampleOutput(
-        tokens=jnp.concatenate([jnp.asarray(prompt_rep), response_tokens], axis=-1),
-        prompt_mask=jnp.asarray(np.repeat(pmask, n, axis=0)),
-        response_mask=response_mask, response_tokens=response_tokens,
-        logprobs=logprobs_nb[:, :max_new_tokens],
-        finish_reason=jnp.where(stopped, FINISH_STOP, FINISH_LENGTH).astype(jnp.int32),
-        response_lengths=response_mask.sum(-1).astype(jnp.int32), num_steps=steps)
-
+      prompt_b, pmask_b = jax.device_put(prompt_b, rows), jax.device_put(pmask_b, rows)
+    args = (params_state, prompt_b, pmask_b, key, jnp.float32(temperature), jnp.float32(top_p),
+            jnp.int32(max_new_tokens), stop_arr)
+    static = dict(n=int(n), n_buf=nb, top_k=int(top_k), greedy=bool(greedy),
+                  use_top_p=bool(top_p < 1.0) and not greedy, pad_id=self.pad_id,
+                  cache_dtype=self.cache_dtype, mesh=self.mesh, rules=self.rules)
+    return args, static

@@ -71,3 +71,29 @@ def test_load_errors(tmp_path):
   os.remove(tmp_path / "m" / "model.safetensors")
   with pytest.raises(FileNotFoundError, match="model.safetensors"):
     load_pretrained(str(tmp_path / "m"))
+
+
+def test_sharded_safetensors_index(tmp_path):
+  hf = tiny_hf_model("qwen3", seed=2)
+  hf.save_pretrained(tmp_path, max_shard_size="100KB")
+  assert (tmp_path / "model.safetensors.index.json").exists()
+  model, cfg = load_pretrained(str(tmp_path))
+  tokens, mask = left_padded_batch(cfg.vocab_size, seed=4)
+  ours = np.asarray(model(jnp.asarray(tokens), attention_mask_BxT=jnp.asarray(mask)))
+  real = mask.astype(bool)
+  assert np.abs(ours[real] - torch_logits(hf, tokens, mask)[real]).max() <= 1e-4
+
+
+def test_bf16_compute_close_to_fp32(tmp_path):
+  hf = tiny_hf_model("llama3", seed=3)
+  hf.save_pretrained(tmp_path)
+  m32, _ = load_pretrained(str(tmp_path))
+  m16, cfg16 = load_pretrained(str(tmp_path), dtype=jnp.bfloat16)
+  assert m16.layers.wq.get_value().dtype == jnp.bfloat16
+  tokens, mask = left_padded_batch(cfg16.vocab_size, seed=5)
+  a = np.asarray(m32(jnp.asarray(tokens), attention_mask_BxT=jnp.asarray(mask)))
+  b = m16(jnp.asarray(tokens), attention_mask_BxT=jnp.asarray(mask))
+  assert b.dtype == jnp.float32
+  assert m16.hidden_states(jnp.asarray(tokens)).dtype == jnp.bfloat16
+  real = mask.astype(bool)
+  assert np.abs(a[real] - np.asarray(b)[real]).max() < 0.05 * np.abs(a[real]).max()

@@ -78,3 +78,15 @@ def test_sharded_load_and_decode(tmp_path):
         state, tokens, pos, cache, jnp.int32(0), kv)
   np.testing.assert_allclose(np.asarray(out), np.asarray(ref), atol=1e-5, rtol=0)
   assert new_cache["k"].shape == (cfg.num_layers, 2, 8, cfg.num_kv_heads, cfg.head_dim)
+
+
+def test_model_shardings_as_jit_out_shardings():
+  """`model_shardings` gives an nnx.State of NamedShardings usable as jit out_shardings (sharded init)."""
+  from simko_jax.models import Transformer, tiny_llama3
+  from simko_jax.parallel import model_shardings
+  model = Transformer(tiny_llama3(num_heads=8, head_dim=8), rngs=nnx.Rngs(0))
+  mesh = make_mesh(2, 2, 2)
+  graphdef, state = nnx.split(model)
+  out = jax.jit(lambda s: s, out_shardings=model_shardings(model, mesh))(state)
+  assert out["layers"]["wq"].get_value().sharding.spec == P(None, "fsdp", "tensor", None)
+  assert out["final_norm"].get_value().sharding.spec == P(None)

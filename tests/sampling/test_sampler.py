@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
 from simko_jax.models import tiny_llama3, tiny_qwen2
 from simko_jax.sampling import FINISH_LENGTH, FINISH_STOP, Sampler
@@ -55,16 +56,21 @@ def test_logprobs_equal_trainer_recompute_fp32(llama, temperature, top_p, top_k)
 
 
 def test_logprob_gap_bf16():
-  """bf16 compute: sampler (cached, one token at a time) vs trainer (full forward) log-prob gap."""
+  """bf16 compute: sampler (cached, one token at a time) vs trainer (full forward) log-prob gap.
+
+  Params are scaled up so the tiny random model has peaked (not near-uniform) next-token distributions.
+  """
   model = make_model(tiny_llama3(dtype=jnp.bfloat16), seed=3)
   sampler, state = Sampler.from_model(model, prompt_bucket=8, gen_bucket=16)
+  state = jax.tree.map(lambda x: x * 5.0, state)
+  nnx.update(model, state)
   prompt, pmask = left_padded(model.cfg.vocab_size, LENGTHS, P, seed=2)
   out = sampler.sample(state, prompt, pmask, jax.random.key(1), n=4, max_new_tokens=16, stop_ids=())
   ref = trainer_logprobs(full_forward_fn(model), out.tokens, out.attention_mask, P, 1.0)
   gap = np.abs(np.asarray(out.logprobs) - ref)
   print(f"\nbf16 sampler-vs-trainer logprob gap: max {gap.max():.3e} mean {gap.mean():.3e} "
-        f"(ratio exp(gap) max {np.exp(gap.max()):.4f})")
-  assert gap.max() < 0.1
+        f"(mean sampled logprob {np.asarray(out.logprobs).mean():.2f})")
+  assert gap.max() < 0.25
 
 
 def test_seeded_reproducible_and_group_samples_differ(llama):
@@ -85,13 +91,14 @@ def test_seeded_reproducible_and_group_samples_differ(llama):
 def test_stop_tokens_masks_finish_reasons_and_early_exit(llama, greedy):
   model, sampler, state, _ = llama
   prompt, pmask = left_padded(model.cfg.vocab_size, LENGTHS, P, seed=5)
-  kw = dict(n=2, max_new_tokens=20, greedy=greedy, temperature=1.0)
-  free = sampler.sample(state, prompt, pmask, jax.random.key(3), stop_ids=(), **kw)
-  free_tok = np.asarray(free.response_tokens)
+  compiled_before = sampler.num_compilations
+  run = lambda stops: sampler.sample(state, prompt, pmask, jax.random.key(3), n=2, max_new_tokens=20,
+                                     greedy=greedy, stop_ids=tuple(stops))
+  free_tok = np.asarray(run(()).response_tokens)
   # Stop set: the token each row emits at step 3, except the last row (which must run to the limit).
   stop_set = {int(t) for t in free_tok[:-1, 3]} - set(free_tok[-1].tolist())
   assert stop_set
-  out = sampler.sample(state, prompt, pmask, jax.random.key(3), stop_ids=tuple(stop_set), **kw)
+  out = run(stop_set)
   hits = np.isin(free_tok, list(stop_set))
   first = np.where(hits.any(-1), hits.argmax(-1), -1)
   tok, rmask = np.asarray(out.response_tokens), np.asarray(out.response_mask)
@@ -102,11 +109,14 @@ def test_stop_tokens_masks_finish_reasons_and_early_exit(llama, greedy):
     assert (tok[r, length:] == sampler.pad_id).all() and (np.asarray(out.logprobs)[r, length:] == 0).all()
     assert int(out.finish_reason[r]) == (FINISH_STOP if first[r] >= 0 else FINISH_LENGTH)
     assert int(out.response_lengths[r]) == length
-  # Early exit: without the never-stopping last row, the loop ends right after the last stop.
-  early = sampler.sample(state, prompt[:2], pmask[:2], jax.random.key(3), stop_ids=tuple(stop_set), **kw)
-  if (first[:4] >= 0).all():
-    assert int(early.num_steps) == first[:4].max() + 1 < 20
-    assert (np.asarray(early.finish_reason) == FINISH_STOP).all()
+  assert int(out.num_steps) == 20
+  # Early exit: once every row has emitted one of the step-5 tokens, the loop stops.
+  everyone = {int(t) for t in free_tok[:, 5]}
+  first_all = np.isin(free_tok, list(everyone)).argmax(-1)
+  early = run(everyone)
+  assert int(early.num_steps) == first_all.max() + 1 <= 6
+  assert (np.asarray(early.finish_reason) == FINISH_STOP).all()
+  assert sampler.num_compilations - compiled_before <= 1  # stop sets are traced values: no recompile
 
 
 def test_same_bucket_does_not_recompile():

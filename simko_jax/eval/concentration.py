@@ -1,0 +1,93 @@
+"""Concentration analysis of a checkpoint (SimKO §7): how much next-token probability sits on the rank-1
+candidate versus ranks 2..5, teacher-forced on the model's own samples.
+
+  1. sample `num_samples` responses for each of the first `num_prompts` problems of a fixed prompt set;
+  2. full forward over prompt + response; logits at positions P-1 .. P+N-2 predict the N response tokens;
+  3. `token_stats_from_logits` (temperature = the sampling temperature, M = 5 candidates) on response
+     positions, then `concentration_metrics` (Lambda(1..3), Lambda_sample, rank1..5_prob).
+Metrics are combined over forward batches with the weights that make them equal to one call on all rows:
+Lambda values are means over responses (weight: responses with >= 1 token), rank probabilities are
+means over tokens (weight: valid tokens).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from simko_jax.data.sources import Example
+from simko_jax.losses.token_stats import token_stats_from_logits
+from simko_jax.metrics.concentration import concentration_metrics
+
+NUM_LAMBDA = 3
+NUM_RANKS = 5
+
+
+def _stats_fn(graphdef, temperature: float):
+  @jax.jit
+  def stats(state, tokens_BxT, attn_BxT, response_mask_BxN):
+    model = nnx.merge(graphdef, state)
+    n = response_mask_BxN.shape[1]
+    logits_BxNxV = model(tokens_BxT, attention_mask_BxT=attn_BxT)[:, -n - 1:-1]
+    ts = token_stats_from_logits(logits_BxNxV, tokens_BxT[:, -n:], num_candidates=NUM_RANKS,
+                                 temperature=temperature)
+    metrics = concentration_metrics(ts.topk_logp, ts.logp, response_mask_BxN, num_lambda=NUM_LAMBDA,
+                                    num_rank_probs=NUM_RANKS)
+    metrics["num_responses"] = jnp.sum(jnp.sum(response_mask_BxN, -1) > 0).astype(jnp.float32)
+    metrics["num_tokens"] = jnp.sum(response_mask_BxN).astype(jnp.float32)
+    return metrics
+  return stats
+
+
+def concentration_analysis(model, tokenizer, examples: Sequence[Example], cc, *, seed: int = 0,
+                           chat: bool = True, system_prompt: str = "", prompt_suffix: str = "",
+                           max_prompt_len: int = 1024) -> dict:
+  """Concentration metrics of `model` on its own samples for the first `cc.num_prompts` examples.
+
+  Args:
+    model: a `Transformer`. tokenizer: `simko_jax.models.Tokenizer`.
+    cc: the `concentration` sub-config (num_prompts, num_samples, max_new_tokens, temperature,
+      forward_rows = rows per teacher-forced forward).
+  Returns: {"lambda_1".."lambda_3", "lambda_sample", "rank1_prob".."rank5_prob": float,
+    "num_prompts", "num_samples", "num_responses", "num_tokens", "mean_response_tokens", "temperature"}.
+  """
+  from simko_jax.sampling import Sampler
+  from simko_jax.sampling.text import encode_prompts
+
+  from simko_jax.eval.generation import _stop_ids
+  graphdef, state = nnx.split(model)
+  pad_id = tokenizer.pad_id if tokenizer.pad_id is not None else 0
+  stops = _stop_ids(tokenizer, model.cfg)
+  sampler = Sampler(graphdef, pad_id=pad_id, stop_ids=stops)
+  stats = _stats_fn(graphdef, float(cc.temperature))
+  prompts = [ex.prompt + prompt_suffix for ex in list(examples)[:cc.num_prompts]]
+  n = int(cc.num_samples)
+  per_call = max(1, int(cc.forward_rows) // n)  # prompts per sampler call
+  sums: dict[str, float] = {}
+  weights = {"responses": 0.0, "tokens": 0.0}
+  for start in range(0, len(prompts), per_call):
+    chunk = prompts[start:start + per_call]
+    tokens_BxP, mask_BxP = encode_prompts(tokenizer, chunk, chat=chat, system_prompt=system_prompt or None,
+                                          pad_id=pad_id, max_prompt_len=max_prompt_len)
+    out = sampler.sample(state, tokens_BxP, mask_BxP, jax.random.key(seed + start), n=n,
+                         max_new_tokens=cc.max_new_tokens, temperature=float(cc.temperature))
+    m = {k: float(v) for k, v in stats(state, out.tokens, out.attention_mask, out.response_mask).items()}
+    for key, value in m.items():
+      if key.startswith("lambda"):
+        sums[key] = sums.get(key, 0.0) + value * m["num_responses"]
+      elif key.startswith("rank"):
+        sums[key] = sums.get(key, 0.0) + value * m["num_tokens"]
+    weights["responses"] += m["num_responses"]
+    weights["tokens"] += m["num_tokens"]
+  result = {}
+  for key, total in sums.items():
+    w = weights["responses"] if key.startswith("lambda") else weights["tokens"]
+    result[key] = total / max(w, 1.0)
+  result.update(num_prompts=len(prompts), num_samples=n, num_responses=int(weights["responses"]),
+                num_tokens=int(weights["tokens"]), temperature=float(cc.temperature),
+                mean_response_tokens=weights["tokens"] / max(len(prompts) * n, 1))
+  return dict(sorted(result.items()))
+

@@ -1,0 +1,133 @@
+"""From problems to verified `ProblemRecord`s: prompt text, sampling, answer extraction, verification.
+
+A `GenerateFn` maps (prompt texts [B], seed) to B lists of n `Generation`s. The default one
+(`sampler_generate_fn`) runs the KV-cache `Sampler`; tests may pass any function of this signature
+(e.g. one returning known boxed answers) to check the harness and metrics exactly.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any, Callable, NamedTuple, Sequence
+
+import numpy as np
+
+from simko_jax.data.sources import Example
+from simko_jax.eval.store import ProblemRecord
+from simko_jax.rewards.extract import extract_gsm8k_answer, last_boxed_content, normalize_answer
+from simko_jax.rewards.registry import get_reward_fn, gsm8k_reward
+
+
+class Generation(NamedTuple):
+  """One sampled response: decoded text (stop token removed), generated tokens (incl. the stop token),
+  and whether it ran out of max_new_tokens (finish_reason == length)."""
+  text: str
+  num_tokens: int
+  truncated: bool
+
+
+GenerateFn = Callable[[Sequence[str], int], list[list[Generation]]]
+
+
+def batch_seed(seed: int, benchmark: str, batch_index: int) -> int:
+  """Deterministic sampling seed of one problem batch: depends only on (seed, benchmark, batch index),
+  so a resumed run re-draws exactly the samples the interrupted run would have drawn."""
+  state = np.random.SeedSequence([int(seed), zlib.crc32(benchmark.encode()), int(batch_index)])
+  return int(state.generate_state(1)[0] & 0x7FFFFFFF)
+
+
+def prompt_text(example: Example, suffix: str = "") -> str:
+  return example.prompt + suffix
+
+
+def canonical_answer(response: str, data_source: str) -> str | None:
+  """The answer a majority vote counts: the GSM8K-style number for GSM8K sources, else the normalised
+  last `\\boxed{}` content; None when nothing can be extracted."""
+  try:
+    fn = get_reward_fn(data_source, default="math")
+  except KeyError:
+    fn = None
+  raw = extract_gsm8k_answer(response) if fn is gsm8k_reward else last_boxed_content(response)
+  if raw is None:
+    return None
+  norm = normalize_answer(raw)
+  return norm if norm else None
+
+
+def verify_batch(pool, examples: Sequence[Example], generations: Sequence[Sequence[Generation]]
+                 ) -> list[ProblemRecord]:
+  """Score every response of every problem with one `pool.score` call; one record per problem."""
+  triples = [(g.text, ex.ground_truth, ex.data_source) for ex, gens in zip(examples, generations)
+             for g in gens]
+  rewards = pool.score(triples) if triples else []
+  records, pos = [], 0
+  for ex, gens in zip(examples, generations):
+    scores = rewards[pos:pos + len(gens)]
+    pos += len(gens)
+    records.append(ProblemRecord(
+        index=int(ex.index), data_source=ex.data_source, ground_truth=ex.ground_truth,
+        responses=[g.text for g in gens], correct=[bool(s > 0.5) for s in scores],
+        answers=[canonical_answer(g.text, ex.data_source) for g in gens],
+        num_tokens=[int(g.num_tokens) for g in gens], truncated=[bool(g.truncated) for g in gens]))
+  return records
+
+
+def _stop_ids(tokenizer, model_cfg) -> tuple[int, ...]:
+  ids = set()
+  if getattr(tokenizer, "eos_id", None) is not None:
+    ids.add(int(tokenizer.eos_id))
+  eos = getattr(model_cfg, "eos_token_id", None) if model_cfg is not None else None
+  for e in (eos if isinstance(eos, (list, tuple)) else [eos]):
+    if e is not None:
+      ids.add(int(e))
+  return tuple(sorted(ids))
+
+
+def sampler_generate_fn(model_or_state: Any, tokenizer, cfg, *, sampler=None, mesh=None) -> GenerateFn:
+  """A `GenerateFn` over the KV-cache `Sampler`.
+
+  model_or_state: a `Transformer`, or its param state together with `sampler` (built on its graphdef,
+  e.g. the trainer's, with the trainer's mesh). cfg: the eval config (num_samples, temperature, top_p,
+  top_k, max_new_tokens, max_prompt_len, chat, system_prompt). With `mesh` and no `sampler`, the
+  sampler shards rows over the mesh (the params must already be placed on it).
+  """
+  import jax
+  from flax import nnx
+
+  from simko_jax.sampling import FINISH_LENGTH, Sampler
+  from simko_jax.sampling.text import encode_prompts
+
+  if isinstance(model_or_state, nnx.Module):
+    graphdef, state = nnx.split(model_or_state)
+    model_cfg = getattr(model_or_state, "cfg", None)
+  else:
+    if sampler is None:
+      raise ValueError("pass `sampler=` (built on the model's graphdef) when giving a param state")
+    graphdef, state, model_cfg = sampler.graphdef, model_or_state, None
+  pad_id = tokenizer.pad_id if getattr(tokenizer, "pad_id", None) is not None else 0
+  stops = _stop_ids(tokenizer, model_cfg) if sampler is None else None  # None = the sampler's own set
+  if sampler is None:
+    sampler = Sampler(graphdef, pad_id=pad_id, stop_ids=stops, mesh=mesh)
+  n = int(cfg.num_samples)
+
+  def generate(prompts: Sequence[str], seed: int) -> list[list[Generation]]:
+    tokens_BxP, mask_BxP = encode_prompts(tokenizer, prompts, chat=cfg.chat,
+                                          system_prompt=cfg.system_prompt or None, pad_id=pad_id,
+                                          max_prompt_len=cfg.max_prompt_len)
+    out = sampler.sample(state, tokens_BxP, mask_BxP, jax.random.key(seed), n=n,
+                         max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+                         top_p=cfg.top_p, top_k=cfg.top_k, stop_ids=stops)
+    response_BnxN = np.asarray(out.response_tokens)
+    lengths_Bn = np.asarray(out.response_lengths)
+    truncated_Bn = np.asarray(out.finish_reason) == FINISH_LENGTH
+    result: list[list[Generation]] = []
+    for b in range(len(prompts)):
+      row_gens = []
+      for r in range(b * n, (b + 1) * n):
+        keep = int(lengths_Bn[r]) - (0 if truncated_Bn[r] else 1)  # drop the stop token's text
+        text = tokenizer.decode(response_BnxN[r, :keep].tolist(), skip_special_tokens=True)
+        row_gens.append(Generation(text, int(lengths_Bn[r]), bool(truncated_Bn[r])))
+      result.append(row_gens)
+    return result
+
+  return generate

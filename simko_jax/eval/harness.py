@@ -1,0 +1,182 @@
+"""`evaluate`: resumable pass@k evaluation of a policy on benchmark problem sets.
+
+Layout under `out_dir`:
+  <benchmark>/generations.jsonl   one line per finished problem (see `store.py`: fsync'd whole lines)
+  <benchmark>/metrics.json        `summary.summarize` of that benchmark
+  results.json                    {"benchmarks": {name: metrics}, "average": ..., "paper_average": ...,
+                                   "run": {per-benchmark problems sampled in this call, wall time}, "config"}
+  results.md                      the Markdown table (`tables.results_table`)
+Problems are cut into fixed batches of `batch_problems` consecutive problems (batch i = problems
+[i*B, (i+1)*B) of the benchmark's problem list); batch i is always sampled with `batch_seed(seed,
+benchmark, i)` and always padded to B rows (repeating its last problem; the copies are discarded), so
+a resumed run draws exactly the samples an uninterrupted one would have, and every batch reuses one
+compiled sampler program per prompt bucket. A rerun samples only batches that still have an unfinished
+problem and stores only the unfinished problems, so no problem is ever stored twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any, Callable, Mapping, Sequence
+
+import ml_collections
+
+from simko_jax.data.sources import Example, read_examples
+from simko_jax.eval.config import (BENCHMARK_FILES, PAPER_BENCHMARKS, benchmark_names, default_eval_config,
+                                   k_values, resolve_data_dir, validate_eval_config)
+from simko_jax.eval.generation import (GenerateFn, batch_seed, prompt_text, sampler_generate_fn,
+                                       verify_batch)
+from simko_jax.eval.store import GenerationStore
+from simko_jax.eval.summary import average_over, summarize
+from simko_jax.eval.tables import results_table
+
+
+def make_eval_config(overrides: Mapping[str, Any] | ml_collections.ConfigDict | None = None
+                     ) -> ml_collections.ConfigDict:
+  """`default_eval_config()` updated with `overrides` (a ConfigDict or nested dict), validated."""
+  cfg = default_eval_config()
+  if overrides is not None:
+    cfg.update(overrides.to_dict() if isinstance(overrides, ml_collections.ConfigDict) else dict(overrides))
+  return validate_eval_config(cfg)
+
+
+def load_benchmarks(cfg) -> dict[str, list[Example]]:
+  """{name: the first `num_problems` problems (all when 0)} for `cfg.benchmarks`, from `cfg.data_dir`."""
+  data_dir = resolve_data_dir(cfg.data_dir)
+  out = {}
+  for name in benchmark_names(cfg.benchmarks):
+    examples, _ = read_examples(os.path.join(data_dir, BENCHMARK_FILES[name]), split="eval",
+                                limit=cfg.num_problems or None)
+    out[name] = examples
+  return out
+
+
+def _as_benchmarks(benchmarks, cfg) -> dict[str, list[Example]]:
+  if benchmarks is None:
+    return load_benchmarks(cfg)
+  if isinstance(benchmarks, str):
+    c = ml_collections.ConfigDict(cfg.to_dict())
+    c.benchmarks = benchmarks
+    return load_benchmarks(c)
+  if isinstance(benchmarks, Mapping):
+    items = dict(benchmarks)
+  elif benchmarks and isinstance(benchmarks[0], Example):
+    items = {"eval": list(benchmarks)}
+  else:
+    raise TypeError("benchmarks: None, a name string, {name: [Example]} or [Example]")
+  limit = cfg.num_problems or None
+  out = {}
+  for name, examples in items.items():
+    examples = list(examples)[:limit]
+    indices = [ex.index for ex in examples]
+    if len(set(indices)) != len(indices):
+      raise ValueError(f"benchmark {name!r}: Example.index must be unique (it keys the resumable store)")
+    out[name] = examples
+  return out
+
+
+def _round_batch(batch: int, mesh) -> int:
+  """Round up to a multiple of the mesh's batch-sharding axes (data x fsdp) so rows split evenly."""
+  if mesh is None:
+    return batch
+  shards = int(mesh.shape.get("data", 1)) * int(mesh.shape.get("fsdp", 1))
+  return -(-batch // shards) * shards
+
+
+def evaluate(model: Any, tokenizer: Any, benchmarks=None, eval_cfg=None, out_dir: str | None = None, *,
+             mesh=None, sampler=None, generate_fn: GenerateFn | None = None, pool=None,
+             log: Callable[[str], None] = print) -> dict:
+  """Sample `num_samples` responses per problem, verify them and compute pass@k / maj@k per benchmark.
+
+  Args:
+    model: a `Transformer`, or its param state with `sampler=` (the trainer's). Unused with `generate_fn`.
+    tokenizer: `simko_jax.models.Tokenizer` (chat template, encode/decode). Unused with `generate_fn`.
+    benchmarks: None (= `eval_cfg.benchmarks` read from the eval data dir), a comma-separated name string,
+      {name: [Example]} or one [Example] list (named "eval"). `Example.index` keys the store.
+    eval_cfg: overrides of `default_eval_config()` (ConfigDict or dict); `num_problems` also cuts
+      given Example lists.
+    out_dir: results directory (default `eval_cfg.out_dir`); reused to resume.
+    mesh: device mesh; the problem batch is rounded to a multiple of its data x fsdp size.
+    generate_fn: replaces the sampler (see `generation.GenerateFn`).
+    pool: a `VerifierPool` to reuse (default: one is started here and closed at the end).
+  Returns: the results dict written to `out_dir/results.json` (see module docstring).
+  """
+  cfg = make_eval_config(eval_cfg)
+  out_dir = out_dir or cfg.out_dir
+  os.makedirs(out_dir, exist_ok=True)
+  problem_sets = _as_benchmarks(benchmarks, cfg)
+  batch = _round_batch(cfg.batch_problems, mesh)
+  if generate_fn is None:
+    generate_fn = sampler_generate_fn(model, tokenizer, cfg, sampler=sampler, mesh=mesh)
+  own_pool = pool is None
+  if own_pool:
+    from simko_jax.rewards.pool import VerifierPool
+    pool = VerifierPool(num_workers=cfg.num_workers, timeout_s=cfg.timeout_s, default_source="math")
+  ks = k_values(cfg.num_samples, cfg.ks)
+  start = time.time()
+  results: dict[str, dict] = {}
+  sampled: dict[str, int] = {}
+  try:
+    for name, examples in problem_sets.items():
+      store = GenerationStore(os.path.join(out_dir, name))
+      sampled[name] = _run_benchmark(name, examples, store, generate_fn, pool, cfg, batch, log)
+      records = [store.records[ex.index] for ex in examples]
+      results[name] = summarize(records, ks, maj_method=cfg.maj_method, seed=cfg.seed)
+      _write_json(os.path.join(out_dir, name, "metrics.json"), results[name])
+      log(f"[eval] {name}: {len(records)} problems, pass@1 {results[name]['pass@k']['1']:.4f}, "
+          f"pass@{ks[-1]} {results[name]['pass@k'].get(str(ks[-1]), float('nan')):.4f}")
+  finally:
+    if own_pool:
+      pool.close()
+  output = {
+      "benchmarks": results,
+      "average": average_over(results),
+      "paper_average": average_over(results, PAPER_BENCHMARKS),
+      "run": {"sampled_problems": sampled, "wall_s": time.time() - start},
+      "config": cfg.to_dict(),
+  }
+  _write_json(os.path.join(out_dir, "results.json"), output)
+  with open(os.path.join(out_dir, "results.md"), "w") as f:
+    f.write(results_table({"run": output}) + "\n")
+  return output
+
+
+def _run_benchmark(name: str, examples: Sequence[Example], store: GenerationStore, generate_fn: GenerateFn,
+                   pool, cfg, batch: int, log) -> int:
+  """Sample and store every unfinished problem of one benchmark; returns how many were sampled."""
+  from tqdm.auto import tqdm
+  batches = [list(examples[i:i + batch]) for i in range(0, len(examples), batch)]
+  todo = [(i, b) for i, b in enumerate(batches) if any(not store.done(ex.index) for ex in b)]
+  remaining = sum(1 for _, b in todo for ex in b if not store.done(ex.index))
+  if store.num_dropped_partial:
+    log(f"[eval] {name}: dropped a partial trailing line of {store.path} (interrupted write)")
+  if len(examples) - remaining:
+    log(f"[eval] {name}: resuming, {len(examples) - remaining}/{len(examples)} problems already done")
+  bar = tqdm(total=remaining, desc=name, unit="problem", disable=not cfg.progress or remaining == 0,
+             dynamic_ncols=True)
+  num_sampled = 0
+  try:
+    for batch_index, problems in todo:
+      padded = problems + [problems[-1]] * (batch - len(problems))
+      generations = generate_fn([prompt_text(ex, cfg.prompt_suffix) for ex in padded],
+                                batch_seed(cfg.seed, name, batch_index))[:len(problems)]
+      fresh = [(ex, g) for ex, g in zip(problems, generations) if not store.done(ex.index)]
+      for _, gens in fresh:
+        if len(gens) != cfg.num_samples:
+          raise ValueError(f"generate_fn returned {len(gens)} samples, expected {cfg.num_samples}")
+      records = verify_batch(pool, [ex for ex, _ in fresh], [g for _, g in fresh])
+      store.append(records)
+      num_sampled += len(records)
+      bar.update(len(records))
+  finally:
+    bar.close()
+  return num_sampled
+
+
+def _write_json(path: str, obj) -> None:
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(obj, f, indent=2, sort_keys=False)
+  os.replace(tmp, path)

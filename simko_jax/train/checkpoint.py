@@ -1,0 +1,162 @@
+"""Orbax checkpoints of a training run: params, optimizer state, step, PRNG, data iterator, config.
+
+Layout of `<out_dir>/checkpoints/<step>/` (one Orbax `CheckpointManager` step, Composite items):
+  params   StandardSave  the policy params as a pure nested dict (restorable without the optimizer)
+  train    StandardSave  {"opt_state": optax state, "rng": uint32 key data}
+  data     JsonSave      the prompt iterator's state (`PromptBatchIterator.get_state()`)
+  meta     JsonSave      {"step", "config" (the run's ConfigDict), "model_config" (HF-style dict),
+                          "tokenizer" (where the tokenizer comes from)}
+
+Orbax writes each step into a temporary directory and renames it when complete, so a process killed
+mid-save leaves no step that `latest_step()` would return. If the newest complete step still cannot be
+read (a corrupted file), `restore` falls back to the previous one and says so.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+log = logging.getLogger(__name__)
+
+
+class CheckpointError(RuntimeError):
+  """A checkpoint is missing, unreadable or does not fit the model; the message says which."""
+
+
+class RunCheckpointer:
+  """Saves and restores a training run under `<out_dir>/checkpoints` (see module doc)."""
+
+  def __init__(self, directory: str, *, keep: int = 3, every: int = 10, async_save: bool = True):
+    self.directory = os.path.abspath(directory)
+    try:
+      os.makedirs(self.directory, exist_ok=True)
+      probe = os.path.join(self.directory, ".write_probe")
+      with open(probe, "w") as f:
+        f.write("ok")
+      os.remove(probe)
+    except OSError as err:
+      raise CheckpointError(f"checkpoint directory {self.directory!r} is not writable: {err}") from err
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=keep, save_interval_steps=every, enable_async_checkpointing=async_save,
+        create=True)
+    self.manager = ocp.CheckpointManager(self.directory, options=options)
+
+  def latest_step(self) -> int | None:
+    return self.manager.latest_step()
+
+  def all_steps(self) -> list[int]:
+    return sorted(self.manager.all_steps())
+
+  def save(self, step: int, params, opt_state, rng_key, data_state: dict, meta: dict,
+           *, force: bool = False) -> bool:
+    """Starts a (possibly async) save; returns whether a save happened at this step."""
+    args = ocp.args.Composite(
+        params=ocp.args.StandardSave(params),
+        train=ocp.args.StandardSave({"opt_state": opt_state,
+                                     "rng": jax.random.key_data(rng_key)}),
+        data=ocp.args.JsonSave(data_state),
+        meta=ocp.args.JsonSave({**meta, "step": int(step)}))
+    try:
+      return self.manager.save(step, args=args, force=force)
+    except OSError as err:
+      raise CheckpointError(f"saving step {step} to {self.directory!r} failed: {err}. "
+                            "Earlier checkpoints are untouched.") from err
+
+  def wait(self) -> None:
+    """Blocks until an in-flight async save has been committed."""
+    self.manager.wait_until_finished()
+
+  def close(self) -> None:
+    self.manager.wait_until_finished()
+    self.manager.close()
+
+  def restore(self, abstract_params, abstract_opt_state, abstract_rng,
+              step: int | None = None) -> tuple[int, Any, Any, Any, dict, dict]:
+    """Restores (step, params, opt_state, rng_key, data_state, meta) onto the abstract targets' shardings.
+
+    `abstract_*` are pytrees of `jax.ShapeDtypeStruct` with `.sharding` (e.g. from `jax.eval_shape`
+    plus the run's shardings); restoring onto another mesh shape than the saving run's works because
+    Orbax reshards to the target. With `step=None`, the newest readable step is used.
+    """
+    steps = [step] if step is not None else sorted(self.manager.all_steps(), reverse=True)
+    if not steps:
+      raise CheckpointError(f"no complete checkpoint in {self.directory!r}")
+    errors = []
+    for s in steps:
+      try:
+        restored = self.manager.restore(s, args=ocp.args.Composite(
+            params=ocp.args.StandardRestore(abstract_params),
+            train=ocp.args.StandardRestore({"opt_state": abstract_opt_state,
+                                            "rng": abstract_rng}),
+            data=ocp.args.JsonRestore(),
+            meta=ocp.args.JsonRestore()))
+      except Exception as err:  # noqa: BLE001 - any unreadable step falls back to the previous one
+        errors.append(f"step {s}: {type(err).__name__}: {str(err)[:300]}")
+        log.warning("checkpoint step %s in %s is unreadable (%s); trying an older one", s,
+                    self.directory, err)
+        continue
+      rng = jax.random.wrap_key_data(restored["train"]["rng"])
+      return (s, restored["params"], restored["train"]["opt_state"], rng, restored["data"],
+              restored["meta"])
+    raise CheckpointError(f"no readable checkpoint in {self.directory!r}: " + "; ".join(errors))
+
+
+def read_meta(directory: str, step: int | None = None) -> tuple[int, dict]:
+  """(step, meta dict) of a checkpoint directory without touching the arrays."""
+  directory = os.path.abspath(directory)
+  if not os.path.isdir(directory):
+    raise CheckpointError(f"checkpoint directory {directory!r} does not exist")
+  manager = ocp.CheckpointManager(directory)
+  step = manager.latest_step() if step is None else step
+  if step is None:
+    raise CheckpointError(f"no complete checkpoint in {directory!r}")
+  path = os.path.join(directory, str(step), "meta", "metadata")
+  if not os.path.exists(path):
+    candidates = [os.path.join(directory, str(step), "meta", f) for f in
+                  os.listdir(os.path.join(directory, str(step), "meta"))]
+    path = next((c for c in candidates if os.path.isfile(c)), path)
+  with open(path) as f:
+    return step, json.load(f)
+
+
+def load_policy(path: str, step: int | None = None, dtype: Any = None):
+  """(model, tokenizer) from a run directory, its `checkpoints/` dir, a HF dir or a `.gguf` file.
+
+  Only the params item of an Orbax checkpoint is read (no optimizer state). The architecture comes
+  from the checkpoint's `meta.model_config`, the tokenizer from `meta.tokenizer`.
+  """
+  import jax.numpy as jnp
+  from flax import nnx
+
+  from simko_jax.models import Tokenizer, load_pretrained
+  from simko_jax.models.config import ModelConfig
+  from simko_jax.models.loading import abstract_model
+  from simko_jax.train.model_source import resolve_tokenizer
+
+  if path == "smollm2" or path.endswith(".gguf") or os.path.isfile(os.path.join(path, "config.json")):
+    from simko_jax.train.model_source import resolve_checkpoint
+    resolved = resolve_checkpoint(path)
+    model, _ = load_pretrained(resolved, dtype=dtype)
+    return model, Tokenizer.load(resolved)
+  ckpt_dir = os.path.join(path, "checkpoints") if os.path.isdir(os.path.join(path, "checkpoints")) \
+      else path
+  step, meta = read_meta(ckpt_dir, step)
+  cfg = ModelConfig.from_hf_config(meta["model_config"], dtype=dtype or jnp.float32,
+                                   param_dtype=dtype or jnp.float32)
+  model = abstract_model(cfg)
+  graphdef, abstract = nnx.split(model, nnx.Param)
+  target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), abstract.to_pure_dict())
+  manager = ocp.CheckpointManager(os.path.abspath(ckpt_dir))
+  try:
+    restored = manager.restore(step, args=ocp.args.Composite(
+        params=ocp.args.StandardRestore(target)))
+  except Exception as err:  # noqa: BLE001
+    raise CheckpointError(f"cannot read params of step {step} in {ckpt_dir!r}: {err}") from err
+  nnx.replace_by_pure_dict(abstract, restored["params"])
+  return nnx.merge(graphdef, abstract), resolve_tokenizer(meta["tokenizer"])

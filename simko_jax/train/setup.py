@@ -1,0 +1,148 @@
+"""Builds everything a run needs, once: mesh, policy, tokenizer, data, sampler, verifier pool,
+the jitted train step and log-prob forward, the optimizer, and the checkpointer (restoring if possible).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+import jax
+import numpy as np
+from flax import nnx
+
+from simko_jax.config import ConfigError, validate
+from simko_jax.data.pipeline import PipelineConfig, PromptPipeline
+from simko_jax.parallel import make_mesh, model_shardings
+from simko_jax.rewards.pool import VerifierPool
+from simko_jax.sampling.sampler import Sampler
+from simko_jax.train import tasks
+from simko_jax.train.checkpoint import RunCheckpointer
+from simko_jax.train.model_source import load_model_and_tokenizer
+from simko_jax.train.step import LossConfig, batch_sharding, jit_logprobs, jit_train_step, make_optimizer
+
+
+@dataclasses.dataclass
+class Run:
+  """The state of a training run (arrays live on the mesh; everything else on the host)."""
+  cfg: Any
+  mesh: Any
+  graphdef: Any
+  params: Any
+  opt_state: Any
+  ref_params: Any
+  rng: Any
+  step: int
+  tokenizer: Any
+  tokenizer_source: str
+  model_config: dict
+  sampler: Sampler
+  pipeline: PromptPipeline
+  iterator: Any
+  pool: VerifierPool
+  train_step: Any
+  logprob_fn: Any
+  schedule: Any
+  checkpointer: RunCheckpointer
+  eval_examples: list
+  stop_requested: bool = False
+
+  def put_rows(self, x: np.ndarray, leading_dims: int = 1):
+    """Host rows -> a global array sharded over the data axes."""
+    return jax.device_put(x, batch_sharding(self.mesh, leading_dims))
+
+  def put_rows_micro(self, batch):
+    """A micro-batched host `Batch` ([M, mb, ...] leaves) -> global arrays, mb over the data axes."""
+    return jax.device_put(batch, batch_sharding(self.mesh, 2))
+
+  def close(self):
+    self.pool.close()
+    self.checkpointer.close()
+
+
+def build_mesh(train_cfg):
+  devices = jax.device_count()
+  fixed = train_cfg.mesh_fsdp * train_cfg.mesh_tensor
+  data = devices // fixed if train_cfg.mesh_data == -1 else train_cfg.mesh_data
+  return make_mesh(data, train_cfg.mesh_fsdp, train_cfg.mesh_tensor)
+
+
+def _check_divisibility(cfg, mesh):
+  rows = mesh.shape["data"] * mesh.shape["fsdp"]
+  if cfg.algo.micro_batch_size % rows:
+    raise ConfigError(
+        f"config.algo.micro_batch_size = {cfg.algo.micro_batch_size} is invalid: allowed a multiple "
+        f"of the mesh's data x fsdp size ({rows}) so every device gets whole responses.")
+
+
+def build_run(cfg) -> Run:
+  """Validates `cfg` against the devices, builds the run and restores its latest checkpoint if any."""
+  validate(cfg, num_devices=jax.device_count())
+  mesh = build_mesh(cfg.train)
+  _check_divisibility(cfg, mesh)
+  os.makedirs(cfg.out_dir, exist_ok=True)
+  checkpointer = RunCheckpointer(os.path.join(cfg.out_dir, "checkpoints"), keep=cfg.checkpoint.keep,
+                                 every=cfg.checkpoint.every, async_save=cfg.checkpoint.async_save)
+  with jax.set_mesh(mesh):
+    model, tokenizer, tokenizer_source = load_model_and_tokenizer(cfg.model, cfg.seed, mesh)
+  validate(cfg, vocab_size=model.cfg.vocab_size, num_devices=jax.device_count())
+  graphdef, params = nnx.split(model)
+  param_shardings = model_shardings(model, mesh)
+
+  updates_per_step = cfg.algo.ppo_epochs * (cfg.rollout.prompts_per_step // cfg.algo.mini_batch_prompts)
+  tx, schedule = make_optimizer(cfg.optim, cfg.train.steps * updates_per_step)
+  with jax.set_mesh(mesh):
+    opt_state = jax.jit(tx.init)(params)
+  opt_shardings = jax.tree.map(lambda x: x.sharding, opt_state)
+  loss_cfg = LossConfig.from_config(cfg)
+  train_step = jit_train_step(graphdef, tx, loss_cfg, param_shardings, opt_shardings, mesh)
+  logprob_fn = jit_logprobs(graphdef, loss_cfg, param_shardings, mesh)
+  ref_params = jax.tree.map(lambda x: x.copy(), params) if cfg.algo.kl_coef > 0 else None
+
+  examples = tasks.train_examples(cfg.data, cfg.seed)
+  pipeline = PromptPipeline(examples, tokenizer, PipelineConfig(
+      num_prompts=cfg.rollout.prompts_per_step, max_prompt_len=cfg.data.max_prompt_len,
+      bucket_size=cfg.data.prompt_bucket, pad_id=tokenizer.pad_id, seed=cfg.seed,
+      num_epochs=cfg.data.num_epochs, shard_index=jax.process_index(),
+      shard_count=jax.process_count(),
+      overlong="drop" if cfg.data.overlong_prompts == "drop" else "error"))
+  sampler = Sampler(graphdef, pad_id=tokenizer.pad_id, stop_ids=(tokenizer.eos_id,),
+                    mesh=mesh if mesh.size > 1 else None, prompt_bucket=cfg.data.prompt_bucket)
+  pool = VerifierPool(cfg.rewards.num_workers, cfg.rewards.timeout_s, default_source=None)
+  eval_examples = tasks.held_out_examples(cfg.data, cfg.seed, cfg.eval.num_problems)
+  run = Run(cfg=cfg, mesh=mesh, graphdef=graphdef, params=params, opt_state=opt_state,
+            ref_params=ref_params, rng=jax.random.key(cfg.seed), step=0, tokenizer=tokenizer,
+            tokenizer_source=tokenizer_source, model_config=model.cfg.to_hf_config(),
+            sampler=sampler, pipeline=pipeline, iterator=pipeline.iterator(), pool=pool,
+            train_step=train_step, logprob_fn=logprob_fn, schedule=schedule,
+            checkpointer=checkpointer, eval_examples=eval_examples)
+  maybe_restore(run)
+  return run
+
+
+def maybe_restore(run: Run) -> bool:
+  """Restores the newest readable checkpoint into `run` (exact continuation); False if none."""
+  if run.checkpointer.latest_step() is None:
+    return False
+  abstract = lambda tree: jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), tree)
+  rng_data = jax.random.key_data(run.rng)
+  step, params, opt_state, rng, data_state, meta = run.checkpointer.restore(
+      abstract(run.params), abstract(run.opt_state),
+      jax.ShapeDtypeStruct(rng_data.shape, rng_data.dtype))
+  if meta.get("model_config") and meta["model_config"].get("hidden_size") != \
+      run.model_config.get("hidden_size"):
+    raise ConfigError(f"the checkpoint in {run.checkpointer.directory} is for a different model "
+                      f"({json.dumps(meta['model_config'])[:200]}...)")
+  run.params, run.opt_state, run.rng, run.step = params, opt_state, rng, step
+  run.iterator.set_state(data_state)
+  return True
+
+
+def save(run: Run, *, force: bool = False) -> bool:
+  meta = {"config": run.cfg.to_dict(), "model_config": run.model_config,
+          "tokenizer": run.tokenizer_source}
+  return run.checkpointer.save(run.step, run.params, run.opt_state, run.rng,
+                               run.iterator.get_state(), meta, force=force)
