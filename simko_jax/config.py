@@ -75,7 +75,8 @@ def default_config() -> ml_collections.ConfigDict:
   c.data = ml_collections.ConfigDict()
   c.data.task = "arith"            # "arith" | "countdown" (procedural) | "files"
   c.data.train_files = ""          # comma-separated parquet/jsonl paths for task="files"
-  c.data.task_difficulty = 2       # procedural tasks: number of operations
+  c.data.task_difficulty = 2       # procedural tasks: see simko_jax/train/tasks.py
+  c.data.answer_format = "boxed"   # arith: "boxed" (\\boxed{} answer) | "plain" (last number)
   c.data.max_prompt_len = 256
   c.data.prompt_bucket = 32        # prompts are left-padded to a multiple of this
   c.data.overlong_prompts = "drop"  # "drop" | "fail"
@@ -143,6 +144,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.rewards = ml_collections.ConfigDict()
   c.rewards.num_workers = 2
   c.rewards.timeout_s = 5.0
+  c.rewards.truncated_is_wrong = False  # responses cut by max_new_tokens get reward 0
 
   c.eval = ml_collections.ConfigDict()
   c.eval.enabled = True
@@ -154,6 +156,23 @@ def default_config() -> ml_collections.ConfigDict:
   return c
 
 
+def apply_runlocal(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """big_vision-style smoke mode (`--config.runlocal=True`): same code paths, tiny sizes, seconds."""
+  if not cfg.runlocal:
+    return cfg
+  cfg.train.steps = min(cfg.train.steps, 2)
+  cfg.rollout.prompts_per_step = cfg.algo.mini_batch_prompts = 2
+  cfg.rollout.group_size = 2 if cfg.algo.advantage != "grpo" else max(2, min(cfg.rollout.group_size, 4))
+  cfg.rollout.max_new_tokens = min(cfg.rollout.max_new_tokens, 8)
+  cfg.algo.micro_batch_size = cfg.rollout.group_size
+  cfg.eval.num_problems = min(cfg.eval.num_problems, 2)
+  cfg.eval.num_samples = min(cfg.eval.num_samples, 2)
+  cfg.eval.max_new_tokens = min(cfg.eval.max_new_tokens, 8)
+  cfg.checkpoint.every = 1
+  cfg.out_dir = cfg.out_dir.rstrip("/") + "_runlocal"
+  return cfg
+
+
 FIELD_CHECKS: dict[str, Check] = {
     "seed": NON_NEGATIVE_INT, "out_dir": STRING, "runlocal": BOOL,
     "model.checkpoint": STRING, "model.random_preset": STRING,
@@ -161,7 +180,8 @@ FIELD_CHECKS: dict[str, Check] = {
     "model.remat": one_of("none", "full", "dots_saveable", "dots_with_no_batch_dims_saveable"),
     "model.attention_impl": one_of("xla", "cudnn"),
     "data.task": one_of("arith", "countdown", "files"), "data.train_files": STRING,
-    "data.task_difficulty": in_range(1, 8, integer=True), "data.max_prompt_len": POSITIVE_INT,
+    "data.task_difficulty": in_range(1, 8, integer=True),
+    "data.answer_format": one_of("boxed", "plain"), "data.max_prompt_len": POSITIVE_INT,
     "data.prompt_bucket": POSITIVE_INT, "data.overlong_prompts": one_of("drop", "fail"),
     "data.on_bad_row": one_of("fail", "skip"), "data.num_epochs": POSITIVE_INT,
     "data.system_prompt": STRING,
@@ -196,6 +216,7 @@ FIELD_CHECKS: dict[str, Check] = {
     "checkpoint.every": POSITIVE_INT, "checkpoint.keep": POSITIVE_INT,
     "checkpoint.async_save": BOOL,
     "rewards.num_workers": POSITIVE_INT, "rewards.timeout_s": in_range(0.0, lo_open=True),
+    "rewards.truncated_is_wrong": BOOL,
     "eval.enabled": BOOL, "eval.num_problems": POSITIVE_INT, "eval.num_samples": POSITIVE_INT,
     "eval.temperature": in_range(0.0, 10.0), "eval.top_p": in_range(0.0, 1.0, lo_open=True),
     "eval.max_new_tokens": POSITIVE_INT,

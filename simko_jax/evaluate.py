@@ -57,7 +57,7 @@ def _load_policy(path: str, *, dtype: str = "float32", mesh=None):
     raise RuntimeError(f"{path!r} is not a .gguf file or HF directory, and loading trainer/orbax "
                        f"checkpoints needs simko_jax.train.checkpoint.load_policy, which is not "
                        f"available in this build ({err})") from err
-  model, tokenizer = load_policy(path)
+  model, tokenizer = load_policy(path, dtype=getattr(jnp, dtype))
   if mesh is not None:
     from simko_jax.parallel import shard_model
     model = shard_model(model, mesh)
@@ -114,10 +114,11 @@ def main(argv=None) -> int:
     mesh = _make_mesh(cfg)
     t0 = time.time()
     model, tokenizer = _load_policy(flags.FLAGS.checkpoint, dtype=cfg.dtype, mesh=mesh)
-    print(f"[eval] loaded {flags.FLAGS.checkpoint} in {time.time() - t0:.1f}s; mesh={mesh and dict(mesh.shape)}")
+    print(f"[eval] loaded {flags.FLAGS.checkpoint} in {time.time() - t0:.1f}s; "
+          f"mesh={mesh and dict(mesh.shape)}")
     if not flags.FLAGS.concentration_only:
-      results = evaluate(model, tokenizer, None, cfg, cfg.out_dir, mesh=mesh)
-      results["checkpoint"] = flags.FLAGS.checkpoint
+      results = evaluate(model, tokenizer, None, cfg, cfg.out_dir, mesh=mesh,
+                         metadata={"checkpoint": flags.FLAGS.checkpoint})
       print(results_table({os.path.basename(os.path.normpath(cfg.out_dir)): results}))
     if cfg.concentration.enabled or flags.FLAGS.concentration_only:
       conc = run_concentration(model, tokenizer, cfg, cfg.out_dir)

@@ -14,7 +14,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from simko_jax.config import ConfigError, check_override_keys, validate  # noqa: E402
+from simko_jax.config import (ConfigError, apply_runlocal, check_override_keys,  # noqa: E402
+                              validate)
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file in configs/.")
 flags.mark_flags_as_required(["config"])
@@ -25,15 +26,16 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)  # Orbax / JAX info chatter would drown the progress bar
   cfg = _CONFIG.value
   try:
-    validate(cfg)
+    validate(apply_runlocal(cfg))
   except ConfigError as err:
     sys.exit(f"error: {err}")
+  from simko_jax.data.sources import DataError  # noqa: PLC0415 (heavy imports after validation)
+  from simko_jax.train import loop  # noqa: PLC0415
+  from simko_jax.train.checkpoint import CheckpointError  # noqa: PLC0415
   try:
-    from simko_jax.train import loop  # noqa: PLC0415 (heavy imports only after validation)
-  except ImportError as err:
-    sys.exit(f"The RL trainer is not available in this build yet ({err}). "
-             "The loss library, `simko_jax.simko_loss`, is.")
-  loop.run(cfg)
+    loop.run(cfg)
+  except (ConfigError, DataError, CheckpointError, FileNotFoundError, loop.NonFiniteError) as err:
+    sys.exit(f"error: {err}")
 
 
 def entry():

@@ -16,6 +16,7 @@ from typing import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from simko_jax.data.sources import Example
@@ -42,6 +43,62 @@ def _stats_fn(graphdef, temperature: float):
   return stats
 
 
+def sample_prompts(model, tokenizer, prompts: Sequence[str], cc, *, seed: int = 0, chat: bool = True,
+                   system_prompt: str = "", max_prompt_len: int = 1024) -> list:
+  """Sample `cc.num_samples` responses per prompt, `per_call = max(1, forward_rows // n)` prompts per
+  call. Every call has exactly per_call prompts (the last chunk repeats its last prompt) and prompts
+  left-padded to a multiple of 32 tokens, so one sampler program and one forward program serve all calls.
+  Returns [(SampleOutput, num_real_rows)]: rows >= num_real_rows are padding copies."""
+  from simko_jax.sampling import Sampler, round_up
+  from simko_jax.sampling.text import encode_prompts
+
+  from simko_jax.eval.generation import _stop_ids
+  graphdef, state = nnx.split(model)
+  pad_id = tokenizer.pad_id if tokenizer.pad_id is not None else 0
+  sampler = Sampler(graphdef, pad_id=pad_id, stop_ids=_stop_ids(tokenizer, model.cfg))
+  n = int(cc.num_samples)
+  per_call = max(1, int(cc.forward_rows) // n)
+  outputs = []
+  for start in range(0, len(prompts), per_call):
+    chunk = list(prompts[start:start + per_call])
+    real = len(chunk)
+    chunk += [chunk[-1]] * (per_call - real)
+    tokens_BxP, mask_BxP = encode_prompts(tokenizer, chunk, chat=chat, system_prompt=system_prompt or None,
+                                          pad_id=pad_id, max_prompt_len=max_prompt_len)
+    p = round_up(tokens_BxP.shape[1], 32)
+    tokens_BxP = np.pad(tokens_BxP, ((0, 0), (p - tokens_BxP.shape[1], 0)), constant_values=pad_id)
+    mask_BxP = np.pad(mask_BxP, ((0, 0), (p - mask_BxP.shape[1], 0)))
+    out = sampler.sample(state, tokens_BxP, mask_BxP, jax.random.key(seed + start), n=n,
+                         max_new_tokens=cc.max_new_tokens, temperature=float(cc.temperature))
+    outputs.append((out, real * n))
+  return outputs
+
+
+def teacher_forced_concentration(model, outputs, temperature: float) -> dict:
+  """Combined `concentration_metrics` over [(SampleOutput, num_real_rows)] (see module docstring).
+  Returns the metric floats plus "num_responses" and "num_tokens" (real rows only)."""
+  graphdef, state = nnx.split(model)
+  stats = _stats_fn(graphdef, float(temperature))
+  sums: dict[str, float] = {}
+  weights = {"responses": 0.0, "tokens": 0.0}
+  for out, real_rows in outputs:
+    rmask_BxN = np.asarray(out.response_mask).copy()
+    rmask_BxN[real_rows:] = 0  # padding copies: no valid token, so they weigh nothing
+    attn = np.concatenate([np.asarray(out.prompt_mask), rmask_BxN], axis=-1)
+    m = {k: float(v) for k, v in stats(state, out.tokens, attn, rmask_BxN).items()}
+    for key, value in m.items():
+      if key.startswith("lambda"):
+        sums[key] = sums.get(key, 0.0) + value * m["num_responses"]
+      elif key.startswith("rank"):
+        sums[key] = sums.get(key, 0.0) + value * m["num_tokens"]
+    weights["responses"] += m["num_responses"]
+    weights["tokens"] += m["num_tokens"]
+  result = {key: total / max(weights["responses"] if key.startswith("lambda") else weights["tokens"], 1.0)
+            for key, total in sums.items()}
+  result.update(num_responses=int(weights["responses"]), num_tokens=int(weights["tokens"]))
+  return result
+
+
 def concentration_analysis(model, tokenizer, examples: Sequence[Example], cc, *, seed: int = 0,
                            chat: bool = True, system_prompt: str = "", prompt_suffix: str = "",
                            max_prompt_len: int = 1024) -> dict:
@@ -50,44 +107,15 @@ def concentration_analysis(model, tokenizer, examples: Sequence[Example], cc, *,
   Args:
     model: a `Transformer`. tokenizer: `simko_jax.models.Tokenizer`.
     cc: the `concentration` sub-config (num_prompts, num_samples, max_new_tokens, temperature,
-      forward_rows = rows per teacher-forced forward).
+      forward_rows = rows per sampler call / teacher-forced forward).
   Returns: {"lambda_1".."lambda_3", "lambda_sample", "rank1_prob".."rank5_prob": float,
     "num_prompts", "num_samples", "num_responses", "num_tokens", "mean_response_tokens", "temperature"}.
   """
-  from simko_jax.sampling import Sampler
-  from simko_jax.sampling.text import encode_prompts
-
-  from simko_jax.eval.generation import _stop_ids
-  graphdef, state = nnx.split(model)
-  pad_id = tokenizer.pad_id if tokenizer.pad_id is not None else 0
-  stops = _stop_ids(tokenizer, model.cfg)
-  sampler = Sampler(graphdef, pad_id=pad_id, stop_ids=stops)
-  stats = _stats_fn(graphdef, float(cc.temperature))
   prompts = [ex.prompt + prompt_suffix for ex in list(examples)[:cc.num_prompts]]
+  outputs = sample_prompts(model, tokenizer, prompts, cc, seed=seed, chat=chat, system_prompt=system_prompt,
+                           max_prompt_len=max_prompt_len)
+  result = teacher_forced_concentration(model, outputs, cc.temperature)
   n = int(cc.num_samples)
-  per_call = max(1, int(cc.forward_rows) // n)  # prompts per sampler call
-  sums: dict[str, float] = {}
-  weights = {"responses": 0.0, "tokens": 0.0}
-  for start in range(0, len(prompts), per_call):
-    chunk = prompts[start:start + per_call]
-    tokens_BxP, mask_BxP = encode_prompts(tokenizer, chunk, chat=chat, system_prompt=system_prompt or None,
-                                          pad_id=pad_id, max_prompt_len=max_prompt_len)
-    out = sampler.sample(state, tokens_BxP, mask_BxP, jax.random.key(seed + start), n=n,
-                         max_new_tokens=cc.max_new_tokens, temperature=float(cc.temperature))
-    m = {k: float(v) for k, v in stats(state, out.tokens, out.attention_mask, out.response_mask).items()}
-    for key, value in m.items():
-      if key.startswith("lambda"):
-        sums[key] = sums.get(key, 0.0) + value * m["num_responses"]
-      elif key.startswith("rank"):
-        sums[key] = sums.get(key, 0.0) + value * m["num_tokens"]
-    weights["responses"] += m["num_responses"]
-    weights["tokens"] += m["num_tokens"]
-  result = {}
-  for key, total in sums.items():
-    w = weights["responses"] if key.startswith("lambda") else weights["tokens"]
-    result[key] = total / max(w, 1.0)
-  result.update(num_prompts=len(prompts), num_samples=n, num_responses=int(weights["responses"]),
-                num_tokens=int(weights["tokens"]), temperature=float(cc.temperature),
-                mean_response_tokens=weights["tokens"] / max(len(prompts) * n, 1))
+  result.update(num_prompts=len(prompts), num_samples=n, temperature=float(cc.temperature),
+                mean_response_tokens=result["num_tokens"] / max(len(prompts) * n, 1))
   return dict(sorted(result.items()))
-

@@ -3,6 +3,7 @@
 Layout under `out_dir`:
   <benchmark>/generations.jsonl   one line per finished problem (see `store.py`: fsync'd whole lines)
   <benchmark>/metrics.json        `summary.summarize` of that benchmark
+  <benchmark>/sampling.json       the sampling settings; a rerun with other settings is refused
   results.json                    {"benchmarks": {name: metrics}, "average": ..., "paper_average": ...,
                                    "run": {per-benchmark problems sampled in this call, wall time}, "config"}
   results.md                      the Markdown table (`tables.results_table`)
@@ -56,9 +57,10 @@ def load_benchmarks(cfg) -> dict[str, list[Example]]:
 def _as_benchmarks(benchmarks, cfg) -> dict[str, list[Example]]:
   if benchmarks is None:
     return load_benchmarks(cfg)
-  if isinstance(benchmarks, str):
+  if isinstance(benchmarks, str) or (isinstance(benchmarks, (list, tuple)) and benchmarks
+                                     and all(isinstance(b, str) for b in benchmarks)):
     c = ml_collections.ConfigDict(cfg.to_dict())
-    c.benchmarks = benchmarks
+    c.benchmarks = benchmarks if isinstance(benchmarks, str) else ",".join(benchmarks)
     return load_benchmarks(c)
   if isinstance(benchmarks, Mapping):
     items = dict(benchmarks)
@@ -87,20 +89,22 @@ def _round_batch(batch: int, mesh) -> int:
 
 def evaluate(model: Any, tokenizer: Any, benchmarks=None, eval_cfg=None, out_dir: str | None = None, *,
              mesh=None, sampler=None, generate_fn: GenerateFn | None = None, pool=None,
-             log: Callable[[str], None] = print) -> dict:
+             metadata: Mapping[str, Any] | None = None, log: Callable[[str], None] = print) -> dict:
   """Sample `num_samples` responses per problem, verify them and compute pass@k / maj@k per benchmark.
 
   Args:
     model: a `Transformer`, or its param state with `sampler=` (the trainer's). Unused with `generate_fn`.
     tokenizer: `simko_jax.models.Tokenizer` (chat template, encode/decode). Unused with `generate_fn`.
-    benchmarks: None (= `eval_cfg.benchmarks` read from the eval data dir), a comma-separated name string,
-      {name: [Example]} or one [Example] list (named "eval"). `Example.index` keys the store.
+    benchmarks: None (= `eval_cfg.benchmarks` read from the eval data dir), names (a comma-separated
+      string or a list), {name: [Example]} or one [Example] list (named "eval"). `Example.index` keys
+      the store (unique per benchmark).
     eval_cfg: overrides of `default_eval_config()` (ConfigDict or dict); `num_problems` also cuts
       given Example lists.
     out_dir: results directory (default `eval_cfg.out_dir`); reused to resume.
     mesh: device mesh; the problem batch is rounded to a multiple of its data x fsdp size.
     generate_fn: replaces the sampler (see `generation.GenerateFn`).
     pool: a `VerifierPool` to reuse (default: one is started here and closed at the end).
+    metadata: extra JSON-able fields stored under "metadata" in results.json (e.g. checkpoint, step).
   Returns: the results dict written to `out_dir/results.json` (see module docstring).
   """
   cfg = make_eval_config(eval_cfg)
@@ -120,6 +124,7 @@ def evaluate(model: Any, tokenizer: Any, benchmarks=None, eval_cfg=None, out_dir
   sampled: dict[str, int] = {}
   try:
     for name, examples in problem_sets.items():
+      _check_sampling_settings(os.path.join(out_dir, name), cfg, batch)
       store = GenerationStore(os.path.join(out_dir, name))
       sampled[name] = _run_benchmark(name, examples, store, generate_fn, pool, cfg, batch, log)
       records = [store.records[ex.index] for ex in examples]
@@ -136,6 +141,7 @@ def evaluate(model: Any, tokenizer: Any, benchmarks=None, eval_cfg=None, out_dir
       "paper_average": average_over(results, PAPER_BENCHMARKS),
       "run": {"sampled_problems": sampled, "wall_s": time.time() - start},
       "config": cfg.to_dict(),
+      "metadata": dict(metadata or {}),
   }
   _write_json(os.path.join(out_dir, "results.json"), output)
   with open(os.path.join(out_dir, "results.md"), "w") as f:
@@ -173,6 +179,29 @@ def _run_benchmark(name: str, examples: Sequence[Example], store: GenerationStor
   finally:
     bar.close()
   return num_sampled
+
+
+# Fields that decide what is sampled for a problem; a resumed run must match them exactly.
+SAMPLING_FIELDS = ("num_samples", "temperature", "top_p", "top_k", "max_new_tokens", "max_prompt_len",
+                   "chat", "system_prompt", "prompt_suffix", "seed")
+
+
+def _check_sampling_settings(directory: str, cfg, batch: int) -> None:
+  """Write `<benchmark>/sampling.json` on the first run; refuse to resume under different settings
+  (mixing samples drawn under different settings would silently corrupt the metrics)."""
+  settings = {f: cfg[f] for f in SAMPLING_FIELDS}
+  settings["batch_problems_effective"] = batch  # batch boundaries fix the per-batch seeds
+  path = os.path.join(directory, "sampling.json")
+  if os.path.isfile(path):
+    with open(path) as f:
+      stored = json.load(f)
+    diff = {k: (stored.get(k), v) for k, v in settings.items() if stored.get(k) != v}
+    if diff:
+      raise ValueError(f"{directory} holds samples drawn with other settings {{field: (stored, now)}}: "
+                       f"{diff}. Use another out_dir, or the stored settings to resume.")
+    return
+  os.makedirs(directory, exist_ok=True)
+  _write_json(path, settings)
 
 
 def _write_json(path: str, obj) -> None:

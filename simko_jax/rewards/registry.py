@@ -22,7 +22,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Callable
 
 from simko_jax.rewards.countdown_check import countdown_reward
-from simko_jax.rewards.extract import (extract_gsm8k_answer, gold_from_gsm8k_answer, last_boxed_content,
+from simko_jax.rewards.extract import (extract_gsm8k_answer, gold_from_gsm8k_answer, last_boxed_content, last_number,
                                        normalize_answer)
 from simko_jax.rewards.math_verify_check import boxed_math_reward
 
@@ -60,6 +60,19 @@ def arith_reward(response: str, ground_truth: str) -> float:
   if not re.fullmatch(r"-?\d{1,50}", boxed):
     return 0.0
   return 1.0 if int(boxed) == int(ground_truth.strip()) else 0.0
+
+
+def final_number_reward(response: str, ground_truth: str) -> float:
+  """1.0 iff the last number in the response equals the integer `ground_truth` (plain-answer tasks
+  for small models that cannot yet produce `\\boxed{}`; a `\\boxed{}` answer still counts)."""
+  boxed = last_boxed_content(response)
+  answer = boxed if boxed is not None else last_number(response)
+  if answer is None:
+    return 0.0
+  answer = answer.replace(",", "").replace(" ", "").replace("$", "")
+  if not re.fullmatch(r"-?\d{1,50}(\.0+)?", answer):
+    return 0.0
+  return 1.0 if int(answer.split(".")[0]) == int(ground_truth.strip()) else 0.0
 
 
 _REGISTRY: dict[str, RewardFn] = {}
@@ -118,4 +131,5 @@ for _name in _MATH_SOURCES:
 register_reward("gsm8k", gsm8k_reward)
 register_reward("openai/gsm8k", gsm8k_reward)
 register_reward("arith", arith_reward)
+register_reward("arith_plain", final_number_reward)
 register_reward("countdown", countdown_reward)

@@ -63,11 +63,13 @@ def evaluate_run(run, tag: str, logger, batch_prompts: int | None = None) -> dic
     items = [(texts[i * n + j], e.ground_truth, e.data_source)
              for i, e in enumerate(chunk) for j in range(n)]
     rewards = np.asarray(run.pool.score(items)).reshape(len(chunk), n)
+    cut = (np.asarray(out.finish_reason) == FINISH_LENGTH).reshape(len(chunk), n)
+    if cfg.rewards.truncated_is_wrong:
+      rewards = np.where(cut, 0.0, rewards)
     keep = min(batch_prompts, len(examples) - lo)
     correct.extend((rewards[:keep] > 0.5).sum(-1).tolist())
     lengths.extend(np.asarray(out.response_lengths).reshape(len(chunk), n)[:keep].ravel().tolist())
-    truncated.extend((np.asarray(out.finish_reason) == FINISH_LENGTH)
-                     .reshape(len(chunk), n)[:keep].ravel().tolist())
+    truncated.extend(cut[:keep].ravel().tolist())
   c = np.asarray(correct)
   result = {"tag": tag, "step": run.step, "num_problems": len(examples), "num_samples": n,
             "pass_at_k": {str(k): float(np.mean(pass_at_k(np.full_like(c, n), c, k)))

@@ -39,7 +39,8 @@ def iteration(run: Run, logger) -> dict:
     prompts = next(run.iterator)
     parts.append(rollout.sample_groups(run.sampler, run.params, prompts,
                                        jax.random.fold_in(step_key, round_), cfg.rollout,
-                                       run.tokenizer, run.pool.score, timings))
+                                       run.tokenizer, run.pool.score, timings,
+                                       cfg.rewards.truncated_is_wrong))
     if not cfg.rollout.dynamic_sampling:
       break
     done = rollout.select_groups(parts, cfg.rollout.prompts_per_step, g, True)[1] == 0

@@ -49,8 +49,11 @@ class Groups:
 
 def sample_groups(sampler: Sampler, params, prompt_batch: dict, key, rollout_cfg, tokenizer,
                   score_fn: Callable[[list[tuple[str, str, str]]], list[float]],
-                  timings: dict[str, float]) -> Groups:
-  """Samples `group_size` responses for every prompt of `prompt_batch` and scores them."""
+                  timings: dict[str, float], truncated_is_wrong: bool = False) -> Groups:
+  """Samples `group_size` responses for every prompt of `prompt_batch` and scores them.
+
+  With `truncated_is_wrong`, a response cut by the length limit scores 0 whatever its text.
+  """
   g = rollout_cfg.group_size
   start = time.perf_counter()
   out = sampler.sample(params, prompt_batch["prompt_tokens"], prompt_batch["prompt_mask"], key,
@@ -68,13 +71,16 @@ def sample_groups(sampler: Sampler, params, prompt_batch: dict, key, rollout_cfg
   truths = np.repeat(np.asarray(prompt_batch["ground_truths"], dtype=object), g)
   sources = np.repeat(np.asarray(prompt_batch["data_sources"], dtype=object), g)
   rewards = np.asarray(score_fn(list(zip(texts, truths, sources))), np.float32)
+  truncated = np.asarray(out.finish_reason) == FINISH_LENGTH
+  if truncated_is_wrong:
+    rewards = np.where(truncated, 0.0, rewards).astype(np.float32)
   timings["reward_s"] = timings.get("reward_s", 0.0) + time.perf_counter() - start
 
   prompt_mask = np.asarray(out.prompt_mask, np.int32)
   return Groups(tokens=np.asarray(out.tokens, np.int32),
                 attention_mask=np.concatenate([prompt_mask, response_mask], axis=-1),
                 response_mask=response_mask,
-                truncated=np.asarray(out.finish_reason) == FINISH_LENGTH,
+                truncated=truncated,
                 rewards=rewards, example_ids=list(prompt_batch["example_ids"]))
 
 

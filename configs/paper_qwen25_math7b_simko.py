@@ -1,0 +1,53 @@
+"""SimKO on Qwen2.5-Math-7B, MATH train (7,500 problems): the paper's main setting (SIMKO_METHOD.md §8).
+
+Not runnable on a CPU; needs the checkpoint on local disk and 8 x H100 (or a TPU slice, see launch/).
+  python -m simko_jax.main --config configs/paper_qwen25_math7b_simko.py \\
+      --config.model.checkpoint=/data/Qwen2.5-Math-7B
+Published: lr 1e-6 constant; 1024 prompts x 8 rollouts; PPO mini-batch 256 prompts (4 updates/batch);
+1 epoch; prompt 1024 / response 3072 tokens; temperature 1.0, top-p 1; no KL; clip 0.2; 20 epochs over
+MATH (~140 steps). SimKO: K 3, alpha 0.01, lambda 1.1 on the advantage, tau 0.8 quantile.
+"""
+
+from simko_jax.config import default_config
+
+MATH_TRAIN = "../shared/data/train/math_train.parquet"
+
+
+def get_config():
+  c = default_config()
+  c.out_dir = "runs/qwen25_math7b_simko"
+  c.model.checkpoint = "/data/Qwen2.5-Math-7B"
+  c.model.dtype = "bfloat16"
+  c.model.param_dtype = "float32"
+  c.model.remat = "dots_with_no_batch_dims_saveable"
+  c.model.attention_impl = "cudnn"
+  c.data.task = "files"
+  c.data.train_files = MATH_TRAIN
+  c.data.on_bad_row = "skip"       # two MATH rows have an empty answer
+  c.data.max_prompt_len = 1024
+  c.data.prompt_bucket = 128
+  c.data.num_epochs = 20
+  c.rollout.prompts_per_step = 1024
+  c.rollout.group_size = 8
+  c.rollout.max_new_tokens = 3072
+  c.rollout.temperature = 1.0
+  c.rollout.top_p = 1.0
+  c.algo.method = "simko"
+  c.algo.top_k, c.algo.alpha, c.algo.lam, c.algo.lam_on = 3, 0.01, 1.1, "advantage"
+  c.algo.tau, c.algo.gate = 0.8, "quantile"
+  c.algo.clip_low = c.algo.clip_high = 0.2
+  c.algo.kl_coef = 0.0
+  c.algo.ppo_epochs = 1
+  c.algo.mini_batch_prompts = 256
+  c.algo.micro_batch_size = 16
+  c.algo.loss_chunk_size = 2048
+  c.optim.learning_rate = 1e-6
+  c.optim.schedule = "constant"
+  c.optim.weight_decay = 0.0
+  c.train.steps = 140
+  c.train.mesh_fsdp = 8
+  c.train.mesh_data = 1
+  c.checkpoint.every = 10
+  c.rewards.num_workers = 16
+  c.eval.enabled = False           # evaluate checkpoints with `python -m simko_jax.evaluate`
+  return c

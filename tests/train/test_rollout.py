@@ -1,0 +1,109 @@
+"""Rollout assembly: group selection, advantages, masks, and a verifier that must not hang the step."""
+
+import time
+
+import numpy as np
+import pytest
+from ml_collections import ConfigDict
+
+from simko_jax.rewards.pool import VerifierPool
+from simko_jax.sampling.sampler import FINISH_LENGTH, FINISH_STOP, SampleOutput
+from simko_jax.train import rollout
+
+G = 4
+
+
+def groups(rewards, truncated=None):
+  n = len(rewards)
+  return rollout.Groups(
+      tokens=np.arange(n * 6, dtype=np.int32).reshape(n, 6),
+      attention_mask=np.ones((n, 6), np.int32), response_mask=np.ones((n, 3), np.int32),
+      truncated=np.zeros(n, bool) if truncated is None else np.asarray(truncated),
+      rewards=np.asarray(rewards, np.float32), example_ids=list(range(n // G)))
+
+
+def test_dynamic_sampling_keeps_informative_groups_first_and_pads():
+  first = groups([1, 1, 1, 1, 0, 1, 0, 0])           # group 0 all equal, group 1 informative
+  second = groups([0, 0, 0, 0, 1, 0, 0, 1])          # group 0 all equal, group 1 informative
+  second.example_ids = [10, 11]
+  chosen, padded = rollout.select_groups([first, second], 2, G, dynamic_sampling=True)
+  assert chosen.example_ids == [1, 11] and padded == 0
+  chosen, padded = rollout.select_groups([first], 2, G, dynamic_sampling=True)
+  assert chosen.example_ids == [1, 0] and padded == 1
+  chosen, padded = rollout.select_groups([first, second], 2, G, dynamic_sampling=False)
+  assert chosen.example_ids == [0, 1] and padded == 0
+
+
+def test_advantages_signs_and_overlong_mask():
+  algo = ConfigDict(dict(advantage="grpo", adv_eps=1e-6))
+  g = groups([1, 0, 0, 0, 1, 1, 1, 1], truncated=[False, True, False, False] + [False] * 4)
+  adv = rollout.advantages_for(g.rewards.reshape(-1, G), algo).reshape(-1)
+  assert adv[0] > 0 and np.all(adv[1:4] < 0) and np.all(adv[4:] == 0)  # correct up, wrong down
+  batch = rollout.build_batch(g, adv, overlong_mask=True)
+  assert batch.loss_mask[1].sum() == 0 and batch.loss_mask[0].sum() == 3
+  assert rollout.build_batch(g, adv, overlong_mask=False).loss_mask[1].sum() == 3
+  np.testing.assert_array_equal(batch.positions[0], np.arange(6))
+  signed = rollout.advantages_for(g.rewards.reshape(-1, G), ConfigDict(dict(advantage="signed")))
+  np.testing.assert_array_equal(signed.reshape(-1), np.where(g.rewards > 0.5, 1.0, -1.0))
+
+
+HOSTILE = ["\\boxed{9^{9^{9^{9^{9}}}}}", "\\boxed{" + "\\frac{1}{" * 400 + "1" + "}" * 400 + "}",
+           "\\boxed{(10^{10^{10}})!}", "x" * 1_000_000]
+
+
+class StubSampler:
+  """Returns fixed responses: row i's text is `texts[i]` (via StubTokenizer)."""
+
+  def __init__(self, num_rows):
+    self.num_rows = num_rows
+
+  def sample(self, params, prompt_tokens, prompt_mask, key, *, n, max_new_tokens, **kw):
+    rows = prompt_tokens.shape[0] * n
+    resp = np.tile(np.arange(rows, dtype=np.int32)[:, None], (1, 2))
+    finish = np.full(rows, FINISH_STOP, np.int32)
+    finish[-1] = FINISH_LENGTH
+    return SampleOutput(
+        tokens=np.concatenate([np.repeat(prompt_tokens, n, 0), resp], 1),
+        prompt_mask=np.repeat(prompt_mask, n, 0), response_mask=np.ones((rows, 2), np.int32),
+        response_tokens=resp, logprobs=np.zeros((rows, 2), np.float32), finish_reason=finish,
+        response_lengths=np.full(rows, 2, np.int32), num_steps=np.int32(2))
+
+
+class StubTokenizer:
+  def __init__(self, texts):
+    self.texts = texts
+
+  def decode(self, ids, skip_special_tokens=False):
+    return self.texts[int(ids[0])]
+
+
+def test_hostile_answers_cost_at_most_the_timeout_and_score_zero():
+  texts = ["The answer is \\boxed{\\frac{1}{2}}.", *HOSTILE, "\\boxed{0.5}", "\\boxed{3}",
+           "\\boxed{\\dfrac{1}{2}}"]
+  assert len(texts) == 2 * G
+  prompts = {"prompt_tokens": np.ones((2, 3), np.int32), "prompt_mask": np.ones((2, 3), np.int32),
+             "ground_truths": ["\\frac12", "\\frac{1}{2}"], "data_sources": ["math", "math"],
+             "example_ids": [0, 1]}
+  cfg = ConfigDict(dict(group_size=G, max_new_tokens=2, temperature=1.0, top_p=1.0, top_k=0))
+  timeout = 3.0
+  with VerifierPool(num_workers=2, timeout_s=timeout) as pool:
+    pool.score([("\\boxed{1}", "1", "math")])          # workers warm
+    start = time.perf_counter()
+    g = rollout.sample_groups(StubSampler(2 * G), None, prompts, None, cfg, StubTokenizer(texts),
+                              pool.score, {})
+    elapsed = time.perf_counter() - start
+  np.testing.assert_array_equal(g.rewards, [1, 0, 0, 0, 0, 1, 0, 1])
+  # 4 hostile answers on 2 workers: at most 2 timeouts in sequence, plus slack for worker restarts.
+  assert elapsed < 2 * timeout + 8, elapsed
+  assert g.truncated[-1] and not g.truncated[0]
+
+
+def test_truncated_responses_can_count_as_wrong():
+  texts = ["\\boxed{3}"] * (2 * G)
+  prompts = {"prompt_tokens": np.ones((2, 3), np.int32), "prompt_mask": np.ones((2, 3), np.int32),
+             "ground_truths": ["3", "3"], "data_sources": ["math", "math"], "example_ids": [0, 1]}
+  cfg = ConfigDict(dict(group_size=G, max_new_tokens=2, temperature=1.0, top_p=1.0, top_k=0))
+  score = lambda items: [1.0] * len(items)
+  g = rollout.sample_groups(StubSampler(2 * G), None, prompts, None, cfg, StubTokenizer(texts),
+                            score, {}, truncated_is_wrong=True)
+  np.testing.assert_array_equal(g.rewards, [1] * 7 + [0])
