@@ -13,8 +13,9 @@ weights (speed does not depend on the values with the stop disabled).
 
   tokens/s    = batch * new_tokens / wall time of one full call (prefill + 128 decode steps + sampling,
                 result on the host), best of `--runs` warm runs (the median is printed too). Compilation
-                is reported separately: ours = `Sampler.lower(...).compile()` time; peers = first call
-                minus best warm call.
+                is reported separately: ours = `Sampler.lower(...).compile()` time; Tunix = first call
+                minus best warm call; transformers compiles nothing (warmed up by a 4-token call, and
+                timed on `--transformers_runs` runs, default 1, since one call takes ~5 min here).
   roofline    = achieved FLOP/s / measured matmul FLOP/s, where
                 achieved FLOP/s = 2 * (params_non_embedding + params_lm_head) * tokens/s
                 (the dense matmul work per generated token; attention over the cache and the prefill are
@@ -103,9 +104,9 @@ def bench_ours(args) -> dict:
                 compilations=sampler.num_compilations, weights=source, dtype="float32")
 
 
-def bench_peer(script: str, python: str, args) -> dict | None:
+def bench_peer(script: str, python: str, args, runs: int) -> dict | None:
   cmd = [python, os.path.join(HERE, "peers", script), "--batch", str(args.batch), "--prompt",
-         str(args.prompt), "--new", str(args.new), "--runs", str(args.runs)]
+         str(args.prompt), "--new", str(args.new), "--runs", str(runs)]
   print("$ " + " ".join(cmd), flush=True)
   proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "JAX_PLATFORMS": "cpu"})
   rows = [json.loads(l[len("RESULT "):]) for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
@@ -113,7 +114,8 @@ def bench_peer(script: str, python: str, args) -> dict | None:
     print(f"peer {script} failed (rc {proc.returncode}):\n{proc.stderr[-3000:]}")
     return None
   row = rows[-1]
-  row["compile_s"] = round(row["first_call_s"] - row["best_s"], 2)
+  # transformers compiles nothing (its first call is a 4-token warm-up); Tunix: first call - warm call.
+  row["compile_s"] = 0.0 if row["name"] == "transformers" else round(row["first_call_s"] - row["best_s"], 2)
   print("RESULT " + json.dumps(row), flush=True)
   return row
 
@@ -124,6 +126,7 @@ def main():
   ap.add_argument("--prompt", type=int, default=64)
   ap.add_argument("--new", type=int, default=128)
   ap.add_argument("--runs", type=int, default=3)
+  ap.add_argument("--transformers_runs", type=int, default=1, help="its calls take minutes on 2 cores")
   ap.add_argument("--weights", choices=("auto", "gguf", "random"), default="auto")
   ap.add_argument("--peers", default="transformers,tunix", help="comma list, or 'none'")
   ap.add_argument("--tunix_python", default="/tmp/venv-peers/bin/python",
@@ -142,10 +145,10 @@ def main():
   rows = [bench_ours(args)]
   peers = [] if args.peers == "none" else args.peers.split(",")
   if "transformers" in peers:
-    rows.append(bench_peer("transformers_generate.py", sys.executable, args))
+    rows.append(bench_peer("transformers_generate.py", sys.executable, args, args.transformers_runs))
   if "tunix" in peers:
     if os.path.exists(args.tunix_python):
-      rows.append(bench_peer("tunix_sampler.py", args.tunix_python, args))
+      rows.append(bench_peer("tunix_sampler.py", args.tunix_python, args, args.runs))
     else:
       print(f"no Tunix venv at {args.tunix_python}: python -m venv /tmp/venv-peers && "
             "/tmp/venv-peers/bin/pip install -r requirements-bench.txt")

@@ -18,10 +18,11 @@ def random_prompts(batch: int, prompt_len: int, vocab: int, seed: int = 0) -> np
   return np.random.default_rng(seed).integers(1, vocab, (batch, prompt_len)).astype(np.int32)
 
 
-def time_runs(fn, runs: int) -> tuple[float, list[float]]:
-  """(first-call seconds, warm-run seconds list): fn() must block until its result is ready."""
+def time_runs(fn, runs: int, warmup=None) -> tuple[float, list[float]]:
+  """(first-call seconds, warm-run seconds list): fn() must block until its result is ready. The first
+  call is `warmup()` when given (e.g. a short generation: nothing to compile, no need for a full run)."""
   t = time.perf_counter()
-  fn()
+  (warmup or fn)()
   first = time.perf_counter() - t
   warm = []
   for _ in range(runs):

@@ -29,7 +29,8 @@ def results_table(runs: Mapping[str, dict], ks: Sequence[int] | None = None, *,
                   maj_k: int | None = None) -> str:
   """A Markdown table: columns pass@k for `ks` (default `default_table_ks`), maj@maj_k (default the
   largest k), mean response tokens and truncated %. Rows: every benchmark of every run, then
-  "avg" (all benchmarks of the run) and, when it differs, "avg6" (the paper's six benchmarks)."""
+  "avg" (all benchmarks of the run) and "avg6" (the paper's six benchmarks) when it covers at least two
+  benchmarks and differs from "avg"."""
   ks = list(ks) if ks else default_table_ks(runs)
   maj_k = maj_k or ks[-1]
   header = (["benchmark", "run", "problems", "n"] + [f"pass@{k}" for k in ks] + [f"maj@{maj_k}"]
@@ -55,8 +56,8 @@ def results_table(runs: Mapping[str, dict], ks: Sequence[int] | None = None, *,
   for key, label in (("average", "avg"), ("paper_average", "avg6")):
     for run, res in runs.items():
       avg = res.get(key) or {}
-      if not avg or (key == "paper_average" and avg.get("benchmarks") == res.get("average", {}).get(
-          "benchmarks")):
+      if not avg or (key == "paper_average" and (len(avg["benchmarks"]) < 2 or avg.get("benchmarks") == res.get(
+          "average", {}).get("benchmarks"))):
         continue
       lines.append(row(f"**{label}** ({len(avg['benchmarks'])})", run, avg, "-", "-"))
   return "\n".join(lines)

@@ -27,6 +27,7 @@ sampler's logits. Log-probs are those of the *unfiltered* tempered distribution 
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any, NamedTuple, Sequence
 
@@ -37,7 +38,7 @@ from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 
 from simko_jax.models.transformer import cache_shardings
-from simko_jax.parallel import logical_to_spec
+from simko_jax.parallel import logical_to_spec, use_rules
 from simko_jax.sampling.decode import decode_step
 from simko_jax.sampling.filtering import sample_next
 
@@ -217,11 +218,8 @@ class Sampler:
     """
     args, static = self._prepare(params_state, prompt_tokens, prompt_mask, key, n, max_new_tokens,
                                  temperature, top_p, top_k, greedy, stop_ids)
-    if self.mesh is None:
+    with self._context():
       out = self._jitted(*args, **static)
-    else:
-      with jax.set_mesh(self.mesh):
-        out = self._jitted(*args, **static)
     prompt, pmask = np.asarray(prompt_tokens, np.int32), np.asarray(prompt_mask, np.int32)
     tokens_nb, logprobs_nb, mask_nb, stopped, steps = out
     response_tokens = tokens_nb[:, :max_new_tokens]
@@ -242,10 +240,17 @@ class Sampler:
     """The `jax.stages.Lowered` program `sample` would run (for `.compile()`, cost analysis, HLO)."""
     args, static = self._prepare(params_state, prompt_tokens, prompt_mask, key, n, max_new_tokens,
                                  temperature, top_p, top_k, greedy, stop_ids)
-    if self.mesh is None:
+    with self._context():
       return self._jitted.lower(*args, **static)
-    with jax.set_mesh(self.mesh):
-      return self._jitted.lower(*args, **static)
+
+  def _context(self):
+    """The mesh (for the model's sharding constraints) and rules this sampler traces and runs under."""
+    stack = contextlib.ExitStack()
+    if self.mesh is not None:
+      stack.enter_context(jax.set_mesh(self.mesh))
+    if self.rules is not None:
+      stack.enter_context(use_rules(self.rules))
+    return stack
 
   def _prepare(self, params_state, prompt_tokens, prompt_mask, key, n, max_new_tokens, temperature,
                top_p, top_k, greedy, stop_ids):

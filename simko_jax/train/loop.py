@@ -23,6 +23,7 @@ import numpy as np
 
 from simko_jax.train import rollout
 from simko_jax.train.setup import Run, build_run, save
+from simko_jax.train.step import is_on_policy
 
 
 class NonFiniteError(RuntimeError):
@@ -53,8 +54,9 @@ def iteration(run: Run, logger) -> dict:
 
   start = time.perf_counter()
   chunk = cfg.algo.micro_batch_size
-  batch = batch._replace(old_logprobs=rollout.batched_logprobs(
-      run.logprob_fn, run.params, batch, chunk, run.put_rows))
+  if not is_on_policy(cfg):  # on-policy steps take old log-probs from the update's own forward
+    batch = batch._replace(old_logprobs=rollout.batched_logprobs(
+        run.logprob_fn, run.params, batch, chunk, run.put_rows))
   if run.ref_params is not None:
     batch = batch._replace(ref_logprobs=rollout.batched_logprobs(
         run.logprob_fn, run.ref_params, batch, chunk, run.put_rows))

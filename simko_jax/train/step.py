@@ -48,6 +48,10 @@ class LossConfig:
   entropy_coef: float = 0.0
   temperature: float = 1.0
   chunk_size: int = 512
+  # One PPO epoch over one mini-batch is exactly on-policy: the behaviour policy *is* the current one,
+  # so old log-probs are `stop_gradient(logp)` of the update's own forward and the separate old-log-prob
+  # pass is skipped (identical value and gradient, ~1/3 less compute per step).
+  on_policy: bool = False
 
   @classmethod
   def from_config(cls, cfg) -> "LossConfig":
@@ -56,11 +60,17 @@ class LossConfig:
                gate=a.gate, clip_low=a.clip_low, clip_high=a.clip_high, clip_ratio_c=a.clip_ratio_c,
                psr_weight=a.psr_weight, aggregation=a.aggregation, kl_coef=a.kl_coef,
                kl_estimator=a.kl_estimator, entropy_coef=a.entropy_coef,
-               temperature=cfg.rollout.temperature, chunk_size=a.loss_chunk_size)
+               temperature=cfg.rollout.temperature, chunk_size=a.loss_chunk_size,
+               on_policy=is_on_policy(cfg))
 
   @property
   def num_candidates(self) -> int:
     return max(self.top_k, 5)
+
+
+def is_on_policy(cfg) -> bool:
+  """True when every response is used in exactly one optimizer step taken from the sampling params."""
+  return cfg.algo.ppo_epochs == 1 and cfg.algo.mini_batch_prompts == cfg.rollout.prompts_per_step
 
 
 class Batch(NamedTuple):
@@ -119,8 +129,9 @@ def _micro_loss(params, graphdef, mb: Batch, normalizer, loss_cfg: LossConfig):
   stats = response_token_stats(graphdef, params, mb.tokens, mb.attention_mask, mb.positions,
                                response_len, loss_cfg)
   c = loss_cfg
+  old_logprobs = jax.lax.stop_gradient(stats.logp) if c.on_policy else mb.old_logprobs
   return policy_loss_from_stats(
-      stats, old_logprobs=mb.old_logprobs, advantages=mb.advantages, mask=mb.loss_mask,
+      stats, old_logprobs=old_logprobs, advantages=mb.advantages, mask=mb.loss_mask,
       method=c.method, top_k=c.top_k, alpha=c.alpha, lam=c.lam, tau=c.tau, gate=c.gate,
       lam_on=c.lam_on, clip_low=c.clip_low, clip_high=c.clip_high, clip_ratio_c=c.clip_ratio_c,
       psr_weight=c.psr_weight, aggregation=c.aggregation, normalizer=normalizer,

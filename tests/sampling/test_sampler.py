@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from simko_jax.models import tiny_llama3, tiny_qwen2
+from simko_jax.models import tiny_llama3, tiny_qwen2, tiny_qwen3
 from simko_jax.sampling import FINISH_LENGTH, FINISH_STOP, Sampler
 from tests.sampling.helpers import full_forward_fn, left_padded, make_model, trainer_logprobs
 
@@ -20,7 +20,7 @@ def llama():
   return model, sampler, state, full_forward_fn(model)
 
 
-@pytest.mark.parametrize("make_cfg", [tiny_llama3, tiny_qwen2])
+@pytest.mark.parametrize("make_cfg", [tiny_llama3, tiny_qwen2, tiny_qwen3])
 def test_greedy_equals_stepwise_argmax_of_full_forward(make_cfg):
   model = make_model(make_cfg(), seed=1)
   fwd = full_forward_fn(model)

@@ -138,3 +138,18 @@ def test_sharded_steps_equal_single_device():
       results[shape] = (losses, flat(jax.device_get(params)))
   np.testing.assert_allclose(results[(2, 2, 2)][0], results[(1, 1, 1)][0], atol=1e-4)
   np.testing.assert_allclose(results[(2, 2, 2)][1], results[(1, 1, 1)][1], atol=1e-4)
+
+
+def test_on_policy_shortcut_equals_explicit_old_logprobs():
+  """One epoch over one mini-batch: old log-probs from the update's own forward == a separate pass."""
+  cfg, graphdef, params = setup(5)
+  explicit = LossConfig(alpha=0.1)
+  logp = jit_logprobs(graphdef, explicit, None, make_mesh(1, 1, 1, devices=jax.devices()[:1]))
+  batch = make_batch(cfg, logp_fn=logp, params=params)
+  sgd = optax.sgd(1.0)
+  p_a, _, m_a = run_step(graphdef, params, batch, 2, explicit, tx=sgd)
+  p_b, _, m_b = run_step(graphdef, params, batch._replace(old_logprobs=jnp.zeros_like(
+      batch.old_logprobs)), 2, dataclasses.replace(explicit, on_policy=True), tx=sgd)
+  np.testing.assert_allclose(m_a["loss"], m_b["loss"], atol=1e-6)
+  np.testing.assert_allclose(flat(p_a), flat(p_b), atol=1e-6)
+  assert m_b["ppo_kl"] == 0
