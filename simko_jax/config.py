@@ -153,6 +153,12 @@ def default_config() -> ml_collections.ConfigDict:
   c.eval.temperature = 0.6
   c.eval.top_p = 0.95
   c.eval.max_new_tokens = 128
+
+  c.target = ml_collections.ConfigDict()          # the hardware a config is written for (used by --dry_run)
+  c.target.name = "cpu"            # "cpu" | "h100" | "tpu_v4" | "tpu_v5e" | "tpu_v5p" (HBM per chip)
+  c.target.num_devices = 0         # accelerator chips (JAX devices) in the run; 0 = this machine's
+  c.target.num_processes = 1       # JAX processes (hosts); batch sizes in a config are per process
+  c.target.hbm_gb = 0.0            # memory per chip in GB for the fit check; 0 = from target.name
   return c
 
 
@@ -220,6 +226,9 @@ FIELD_CHECKS: dict[str, Check] = {
     "eval.enabled": BOOL, "eval.num_problems": POSITIVE_INT, "eval.num_samples": POSITIVE_INT,
     "eval.temperature": in_range(0.0, 10.0), "eval.top_p": in_range(0.0, 1.0, lo_open=True),
     "eval.max_new_tokens": POSITIVE_INT,
+    "target.name": one_of("cpu", "h100", "tpu_v4", "tpu_v5e", "tpu_v5p"),
+    "target.num_devices": NON_NEGATIVE_INT, "target.num_processes": POSITIVE_INT,
+    "target.hbm_gb": in_range(0.0),
 }
 
 

@@ -18,6 +18,10 @@ from simko_jax.config import (ConfigError, apply_runlocal, check_override_keys, 
                               validate)
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file in configs/.")
+_DRY_RUN = flags.DEFINE_bool(
+    "dry_run", False, "Build the model, optimizer and train step abstractly on a fake mesh of the "
+    "config's target size, print per-device memory and FLOPs, warn if it will not fit, and exit "
+    "(see simko_jax/train/dry_run.py). Needs no checkpoint and no accelerator.")
 flags.mark_flags_as_required(["config"])
 
 
@@ -28,6 +32,18 @@ def main(argv):
   try:
     validate(apply_runlocal(cfg))
   except ConfigError as err:
+    sys.exit(f"error: {err}")
+  if _DRY_RUN.value:
+    from simko_jax.train import dry_run  # noqa: PLC0415 (sets up fake devices before JAX starts)
+    try:
+      dry_run.main(cfg)
+    except (ConfigError, ValueError) as err:
+      sys.exit(f"error: {err}")
+    return
+  from simko_jax.train import distributed  # noqa: PLC0415
+  try:
+    distributed.maybe_initialize()  # before anything touches a JAX backend
+  except distributed.DistributedConfigError as err:
     sys.exit(f"error: {err}")
   from simko_jax.data.sources import DataError  # noqa: PLC0415 (heavy imports after validation)
   from simko_jax.train import loop  # noqa: PLC0415

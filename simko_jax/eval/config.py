@@ -54,6 +54,7 @@ def default_eval_config() -> ml_collections.ConfigDict:
   c.progress = True               # tqdm progress bar with ETA
   c.mesh_data = -1                # CLI: -1 = all devices on the data axis when more than one device
   c.dtype = "float32"             # CLI model compute dtype
+  c.truncated_is_wrong = False    # a response cut by max_new_tokens counts as wrong
 
   c.concentration = ml_collections.ConfigDict()
   c.concentration.enabled = False

@@ -54,9 +54,13 @@ def canonical_answer(response: str, data_source: str) -> str | None:
   return norm if norm else None
 
 
-def verify_batch(pool, examples: Sequence[Example], generations: Sequence[Sequence[Generation]]
-                 ) -> list[ProblemRecord]:
-  """Score every response of every problem with one `pool.score` call; one record per problem."""
+def verify_batch(pool, examples: Sequence[Example], generations: Sequence[Sequence[Generation]],
+                 truncated_is_wrong: bool = False) -> list[ProblemRecord]:
+  """Score every response of every problem with one `pool.score` call; one record per problem.
+
+  With `truncated_is_wrong`, a response cut by max_new_tokens is wrong whatever its text (the
+  trainer's `rewards.truncated_is_wrong`, so its evals count what its rewards count).
+  """
   triples = [(g.text, ex.ground_truth, ex.data_source) for ex, gens in zip(examples, generations)
              for g in gens]
   rewards = pool.score(triples) if triples else []
@@ -66,7 +70,9 @@ def verify_batch(pool, examples: Sequence[Example], generations: Sequence[Sequen
     pos += len(gens)
     records.append(ProblemRecord(
         index=int(ex.index), data_source=ex.data_source, ground_truth=ex.ground_truth,
-        responses=[g.text for g in gens], correct=[bool(s > 0.5) for s in scores],
+        responses=[g.text for g in gens],
+        correct=[bool(s > 0.5) and not (truncated_is_wrong and g.truncated)
+                 for s, g in zip(scores, gens)],
         answers=[canonical_answer(g.text, ex.data_source) for g in gens],
         num_tokens=[int(g.num_tokens) for g in gens], truncated=[bool(g.truncated) for g in gens]))
   return records

@@ -172,7 +172,8 @@ def _run_benchmark(name: str, examples: Sequence[Example], store: GenerationStor
       for _, gens in fresh:
         if len(gens) != cfg.num_samples:
           raise ValueError(f"generate_fn returned {len(gens)} samples, expected {cfg.num_samples}")
-      records = verify_batch(pool, [ex for ex, _ in fresh], [g for _, g in fresh])
+      records = verify_batch(pool, [ex for ex, _ in fresh], [g for _, g in fresh],
+                             cfg.truncated_is_wrong)
       store.append(records)
       num_sampled += len(records)
       bar.update(len(records))

@@ -56,8 +56,8 @@ def results_table(runs: Mapping[str, dict], ks: Sequence[int] | None = None, *,
   for key, label in (("average", "avg"), ("paper_average", "avg6")):
     for run, res in runs.items():
       avg = res.get(key) or {}
-      if not avg or (key == "paper_average" and (len(avg["benchmarks"]) < 2 or avg.get("benchmarks") == res.get(
-          "average", {}).get("benchmarks"))):
+      same_as_avg = avg.get("benchmarks") == res.get("average", {}).get("benchmarks")
+      if not avg or (key == "paper_average" and (len(avg["benchmarks"]) < 2 or same_as_avg)):
         continue
       lines.append(row(f"**{label}** ({len(avg['benchmarks'])})", run, avg, "-", "-"))
   return "\n".join(lines)

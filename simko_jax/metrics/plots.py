@@ -44,6 +44,7 @@ def plot_pass_at_k(curves: Mapping[str, Mapping[str, Mapping]], path: str, *,
     all_ks = sorted({int(k) for points in curves[panel].values() for k in points})
     ax.set_xticks(all_ks, [str(k) for k in all_ks], fontsize=8 if len(all_ks) <= 10 else 6)
     ax.minorticks_off()
+    ax.set_ylim(0, min(105.0, max(5.0, ax.get_ylim()[1])))  # percentages: never below 0
     ax.set_xlabel("k (samples)")
     ax.set_ylabel("pass@k (%)")
     ax.set_title(panel)

@@ -1,14 +1,18 @@
-"""One-token decode step that updates the KV cache in place (the sampler's hot loop).
+"""One-token decode step that updates a kv-major KV cache in place (the sampler's hot loop).
 
-  logits_BxV, cache = decode_step(model, token_B, position_B, cache, slot, kv_mask_BxS)
+  cache_kv = to_kv_major(model.init_cache(...) after prefill)     # [L, B, S, KVH, Dh] -> [L, B, KVH, S, Dh]
+  logits_BxV, cache_kv = decode_step(model, token_B, position_B, cache_kv, slot, kv_mask_BxS)
 
-Same math as `Transformer.decode` with T = 1 (tests check it against the model's full forward), but the
-layer `lax.scan` *carries* the whole cache {"k","v"}: [L, B, S, KVH, Dh] and writes the new token's
-key/value with one `dynamic_update_slice` at (layer, :, slot). `Transformer.decode` instead passes each
-layer's cache as a scan input and returns it as a scan output, so every step copies the whole cache
-(read + write of L*B*S*KVH*Dh*2 elements: ~0.17 s of a ~0.37 s step for SmolLM2-135M at B=32, S=192 on
-2 CPU cores). Carried through `lax.while_loop` the cache then stays in one buffer for the whole decode.
-TODO(models): move this carry layout into `Transformer.decode` and call it from here.
+Same math as `Transformer.decode` with T = 1 (tests check it against the model's full forward), with
+two layout changes, both measured on SmolLM2-135M, B=32, S=192, 2 CPU cores:
+  * the layer `lax.scan` *carries* the whole cache and writes the new token's key/value with one
+    `dynamic_update_slice` at (layer, :, :, slot). `Transformer.decode` passes each layer's cache as a
+    scan input and returns it as a scan output, so every step copies the whole cache (~0.17 s of a
+    ~0.37 s step). Carried through `lax.while_loop`, the cache stays in one buffer for the whole decode.
+  * kv-major [B, KVH, S, Dh] per layer: the attention contractions are then plain batched matmuls over
+    (B, KVH) with contiguous [S, Dh] blocks; with the model's [B, S, KVH, Dh] XLA:CPU transposes the
+    layer's cache on every step (attention over 30 layers: 45 ms vs 130 ms).
+TODO(models): adopt both in `Transformer.decode` / `init_cache` and call it from here.
 """
 
 from __future__ import annotations
@@ -16,11 +20,34 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from simko_jax.models.attention import attention_mask, gqa_attention
+from simko_jax.models.attention import attention_mask
 from simko_jax.models.layers import rms_norm, swiglu_mlp
 from simko_jax.models.rope import apply_rope, inv_frequencies, rope_cos_sin
-from simko_jax.models.transformer import ACT_AXES, CACHE_LOGICAL_AXES
+from simko_jax.models.transformer import ACT_AXES
 from simko_jax.parallel import constrain
+
+KV_MAJOR_AXES = ("layers", "batch", "kv_heads", "cache_length", "head_dim")
+_NEG = -0.7 * float(jnp.finfo(jnp.float32).max)  # the masked-score value of models.attention
+
+
+def to_kv_major(cache: dict[str, jax.Array]) -> dict[str, jax.Array]:
+  """{"k","v"}: [L, B, S, KVH, Dh] (the model's layout) -> [L, B, KVH, S, Dh] (one copy, after prefill)."""
+  return {name: jnp.swapaxes(x, 2, 3) for name, x in cache.items()}
+
+
+def _attend(q_BxNxH, k_BxKxSxH, v_BxKxSxH, mask_BxS):
+  """`models.attention.gqa_attention` (impl "xla") for one query per row on kv-major keys/values:
+  float32 scores and softmax, head n uses kv head n // (N / KVH). Returns [B, 1, N, H] in q's dtype."""
+  b, n, h = q_BxNxH.shape
+  kvh = k_BxKxSxH.shape[1]
+  q = q_BxNxH.reshape(b, kvh, n // kvh, h)
+  scores = jnp.einsum("bkgh,bksh->bkgs", q, k_BxKxSxH.astype(q.dtype),
+                      preferred_element_type=jnp.float32) * (1.0 / float(h) ** 0.5)
+  scores = jnp.where(mask_BxS[:, None, None, :], scores, _NEG)
+  probs = jax.nn.softmax(scores, axis=-1)
+  out = jnp.einsum("bkgs,bksh->bkgh", probs.astype(v_BxKxSxH.dtype), v_BxKxSxH,
+                   preferred_element_type=jnp.float32)
+  return out.reshape(b, 1, n, h).astype(q_BxNxH.dtype)
 
 
 def _project_qkv(cfg, h_Bx1xD, p, cos, sin):
@@ -40,11 +67,12 @@ def decode_step(model, token_B: jax.Array, position_B: jax.Array, cache: dict[st
                 slot: jax.Array, kv_mask_BxS: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
   """Feed one token per row at cache slot `slot` (traced int32); returns (float32 logits [B, V], cache).
 
+  cache: kv-major {"k","v"} [L, B, KVH, S, Dh] (`to_kv_major`); updated in place when carried/donated.
   kv_mask_BxS must already be 1 at `slot` for real tokens (the model's `decode` contract); the query
   attends to slots s <= slot with kv_mask 1. position_B: RoPE positions (cumsum(mask) - 1 convention).
   """
   cfg = model.cfg
-  s = cache["k"].shape[2]
+  s = cache["k"].shape[3]
   slot = jnp.asarray(slot, jnp.int32)
   x = model.embed.get_value()[token_B[:, None]].astype(cfg.dtype)
   x = constrain(x, ACT_AXES)
@@ -59,10 +87,11 @@ def decode_step(model, token_B: jax.Array, position_B: jax.Array, cache: dict[st
     h = rms_norm(x, p["attn_norm"], cfg.rms_norm_eps)
     q, k, v = _project_qkv(cfg, h, p, cos, sin)
     q = constrain(q, ("batch", "length", "heads", "head_dim"))
-    at = (l, zero, slot, zero, zero)
-    k_all = jax.lax.dynamic_update_slice(k_all, k[None].astype(k_all.dtype), at)  # in place: carry
-    v_all = jax.lax.dynamic_update_slice(v_all, v[None].astype(v_all.dtype), at)
-    attn = gqa_attention(q, k_all[l], v_all[l], mask_Bx1xS, cfg.attention_impl)
+    at = (l, zero, zero, slot, zero)
+    # [B, 1, KVH, Dh] -> [1, B, KVH, 1, Dh] written at (layer, :, :, slot): in place, the cache is a carry.
+    k_all = jax.lax.dynamic_update_slice(k_all, jnp.swapaxes(k, 1, 2)[None].astype(k_all.dtype), at)
+    v_all = jax.lax.dynamic_update_slice(v_all, jnp.swapaxes(v, 1, 2)[None].astype(v_all.dtype), at)
+    attn = _attend(q[:, 0], k_all[l], v_all[l], mask_Bx1xS[:, 0])
     x = x + jnp.einsum("btnh,nhd->btd", attn, p["wo"]).astype(x.dtype)
     x = constrain(x, ACT_AXES)
     h = rms_norm(x, p["mlp_norm"], cfg.rms_norm_eps)
@@ -72,8 +101,8 @@ def decode_step(model, token_B: jax.Array, position_B: jax.Array, cache: dict[st
   params = model.layers.stacked(cfg)
   layers = jnp.arange(cfg.num_layers, dtype=jnp.int32)
   (x, k_all, v_all), _ = jax.lax.scan(layer, (x, cache["k"], cache["v"]), (params, layers))
-  k_all = constrain(k_all, CACHE_LOGICAL_AXES)
-  v_all = constrain(v_all, CACHE_LOGICAL_AXES)
+  k_all = constrain(k_all, KV_MAJOR_AXES)
+  v_all = constrain(v_all, KV_MAJOR_AXES)
   h = rms_norm(x[:, 0], model.final_norm.get_value().astype(cfg.dtype), cfg.rms_norm_eps)
   w = model.unembedding().astype(cfg.dtype)
   logits = jnp.einsum("bd,dv->bv", h, w, preferred_element_type=jnp.float32)

@@ -20,6 +20,7 @@ from simko_jax.rewards.pool import VerifierPool
 from simko_jax.sampling.sampler import Sampler
 from simko_jax.train import tasks
 from simko_jax.train.checkpoint import RunCheckpointer
+from simko_jax.train.distributed import host_rows_to_global
 from simko_jax.train.model_source import load_model_and_tokenizer
 from simko_jax.train.step import LossConfig, batch_sharding, jit_logprobs, jit_train_step, make_optimizer
 
@@ -50,12 +51,15 @@ class Run:
   stop_requested: bool = False
 
   def put_rows(self, x: np.ndarray, leading_dims: int = 1):
-    """Host rows -> a global array sharded over the data axes."""
-    return jax.device_put(x, batch_sharding(self.mesh, leading_dims))
+    """This host's rows -> a global array sharded over the data axes (multi-process: every host's
+    rows side by side, via `jax.make_array_from_process_local_data`)."""
+    return host_rows_to_global(x, batch_sharding(self.mesh, leading_dims))
 
   def put_rows_micro(self, batch):
-    """A micro-batched host `Batch` ([M, mb, ...] leaves) -> global arrays, mb over the data axes."""
-    return jax.device_put(batch, batch_sharding(self.mesh, 2))
+    """A micro-batched host `Batch` ([M, mb, ...] leaves) -> global arrays, mb over the data axes
+    (multi-process: global mb = process_count x the local mb)."""
+    sharding = batch_sharding(self.mesh, 2)
+    return jax.tree.map(lambda x: host_rows_to_global(x, sharding), batch)
 
   def close(self):
     self.pool.close()
@@ -63,9 +67,15 @@ class Run:
 
 
 def build_mesh(train_cfg):
+  """The (data, fsdp, tensor) mesh over all processes' devices (process-major order, so each host
+  holds a contiguous block of batch rows as long as mesh_tensor divides its local device count)."""
   devices = jax.device_count()
   fixed = train_cfg.mesh_fsdp * train_cfg.mesh_tensor
   data = devices // fixed if train_cfg.mesh_data == -1 else train_cfg.mesh_data
+  if jax.process_count() > 1 and jax.local_device_count() % train_cfg.mesh_tensor:
+    raise ConfigError(
+        f"config.train.mesh_tensor = {train_cfg.mesh_tensor} is invalid: allowed a divisor of the "
+        f"devices per process ({jax.local_device_count()}) so tensor-parallel groups stay on one host.")
   return make_mesh(data, train_cfg.mesh_fsdp, train_cfg.mesh_tensor)
 
 

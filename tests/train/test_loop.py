@@ -66,7 +66,7 @@ def test_tiny_run_writes_metrics_checkpoints_and_evals(tmp_path):
   assert sorted(int(p) for p in os.listdir(tmp_path / "checkpoints") if p.isdigit())[-1] == 2
   for tag in ("before", "after"):
     result = json.loads((tmp_path / f"eval_{tag}.json").read_text())
-    assert set(result["pass_at_k"]) == {"1", "2", "4"} and result["num_problems"] == 4
+    assert set(result["pass@k"]) == {"1", "2", "4"} and result["num_problems"] == 4
   assert (tmp_path / "tensorboard").is_dir()
   assert "eval before" in out
 
