@@ -1,4 +1,4 @@
-"""Decode throughput of our sampler vs transformers `generate` and Google Tunix's sampler (SmolLM2-135M shape).
+"""Decode throughput: our sampler vs transformers `generate` and Google Tunix's sampler (SmolLM2-135M shape).
 
   python benchmarks/sampling.py                       # ours + both peers (~10 min on 2 busy CPU cores)
   python benchmarks/sampling.py --peers none          # ours only
@@ -135,8 +135,8 @@ def main():
 
   s = SMOLLM2
   d, v, f, layers = s["hidden_size"], s["vocab_size"], s["intermediate_size"], s["num_layers"]
-  per_layer = d * (s["num_heads"] + 2 * s["num_kv_heads"]) * s["head_dim"] + s["num_heads"] * s["head_dim"] * d \
-      + 3 * d * f + 2 * d
+  attn = d * (s["num_heads"] + 2 * s["num_kv_heads"]) * s["head_dim"] + s["num_heads"] * s["head_dim"] * d
+  per_layer = attn + 3 * d * f + 2 * d
   matmul_params = layers * per_layer + d + d * v  # non-embedding (+ final norm) + LM head
   flops = matmul_flops()
   print(f"machine: {os.cpu_count()} CPUs, float32 matmul {flops / 1e9:.1f} GFLOP/s; "

@@ -52,8 +52,9 @@ def main():
   import importlib.metadata as md
 
   s = SMOLLM2
-  cfg = llama3.ModelConfig(num_layers=s["num_layers"], vocab_size=s["vocab_size"], embed_dim=s["hidden_size"],
-                           hidden_dim=s["intermediate_size"], num_heads=s["num_heads"], head_dim=s["head_dim"],
+  cfg = llama3.ModelConfig(num_layers=s["num_layers"], vocab_size=s["vocab_size"],
+                           embed_dim=s["hidden_size"], hidden_dim=s["intermediate_size"],
+                           num_heads=s["num_heads"], head_dim=s["head_dim"],
                            num_kv_heads=s["num_kv_heads"], rope_theta=int(s["rope_theta"]),
                            norm_eps=s["rms_norm_eps"], weight_tying=True)
   model = llama3.Llama3(cfg, rngs=nnx.Rngs(0))

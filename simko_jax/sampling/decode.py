@@ -1,18 +1,22 @@
-"""One-token decode step that updates a kv-major KV cache in place (the sampler's hot loop).
+"""One-token decode step over a per-layer, kv-major KV cache updated in place (the sampler's hot loop).
 
-  cache_kv = to_kv_major(model.init_cache(...) after prefill)     # [L, B, S, KVH, Dh] -> [L, B, KVH, S, Dh]
-  logits_BxV, cache_kv = decode_step(model, token_B, position_B, cache_kv, slot, kv_mask_BxS)
+  layer_params = split_layer_params(model)              # once per sampling call, outside the loop
+  cache = to_layer_list(prefilled_cache)                # [L, B, S, KVH, Dh] -> L x [B, KVH, S, Dh]
+  logits_BxV, cache = decode_step(model, layer_params, token_B, position_B, cache, slot, kv_mask_BxS)
 
-Same math as `Transformer.decode` with T = 1 (tests check it against the model's full forward), with
-two layout changes, both measured on SmolLM2-135M, B=32, S=192, 2 CPU cores:
-  * the layer `lax.scan` *carries* the whole cache and writes the new token's key/value with one
-    `dynamic_update_slice` at (layer, :, :, slot). `Transformer.decode` passes each layer's cache as a
-    scan input and returns it as a scan output, so every step copies the whole cache (~0.17 s of a
-    ~0.37 s step). Carried through `lax.while_loop`, the cache stays in one buffer for the whole decode.
-  * kv-major [B, KVH, S, Dh] per layer: the attention contractions are then plain batched matmuls over
-    (B, KVH) with contiguous [S, Dh] blocks; with the model's [B, S, KVH, Dh] XLA:CPU transposes the
-    layer's cache on every step (attention over 30 layers: 45 ms vs 130 ms).
-TODO(models): adopt both in `Transformer.decode` / `init_cache` and call it from here.
+Same math as `Transformer.decode` with T = 1 (tests check it against the model's full forward), laid out
+for speed; each change measured on SmolLM2-135M, B=32, S=192, float32, 2 CPU cores:
+  * `Transformer.decode` scans the layers with the cache as scan input and output, so every step
+    copies the whole cache (~0.17 s of a ~0.37 s step). Here each layer's cache is its own while-loop
+    carry, written by one `dynamic_update_slice` at the new slot (in place).
+  * the layers are unrolled with per-layer weights sliced once outside the loop: inside a scan, XLA:CPU
+    copies every layer's weights (dynamic-slice, 0.42 GB per step) and cache before its dots.
+    Cost: one extra copy of the layer weights in cfg.dtype while sampling, and compile time grows
+    with depth (~20 s for 30 layers on 2 cores).
+  * kv-major [B, KVH, S, Dh]: the attention contractions are batched matmuls over (B, KVH) on
+    contiguous [S, Dh] blocks; with the model's [B, S, KVH, Dh] XLA:CPU transposes the layer's cache
+    on every step (attention over 30 layers: 45 ms vs 130 ms).
+TODO(models): offer this layout in `Transformer` itself and call it from here.
 """
 
 from __future__ import annotations
@@ -26,13 +30,8 @@ from simko_jax.models.rope import apply_rope, inv_frequencies, rope_cos_sin
 from simko_jax.models.transformer import ACT_AXES
 from simko_jax.parallel import constrain
 
-KV_MAJOR_AXES = ("layers", "batch", "kv_heads", "cache_length", "head_dim")
+LAYER_CACHE_AXES = ("batch", "kv_heads", "cache_length", "head_dim")
 _NEG = -0.7 * float(jnp.finfo(jnp.float32).max)  # the masked-score value of models.attention
-
-
-def to_kv_major(cache: dict[str, jax.Array]) -> dict[str, jax.Array]:
-  """{"k","v"}: [L, B, S, KVH, Dh] (the model's layout) -> [L, B, KVH, S, Dh] (one copy, after prefill)."""
-  return {name: jnp.swapaxes(x, 2, 3) for name, x in cache.items()}
 
 
 def _attend(q_BxNxH, k_BxKxSxH, v_BxKxSxH, mask_BxS):
@@ -63,47 +62,58 @@ def _project_qkv(cfg, h_Bx1xD, p, cos, sin):
   return apply_rope(q, cos, sin), apply_rope(k, cos, sin), v
 
 
-def decode_step(model, token_B: jax.Array, position_B: jax.Array, cache: dict[str, jax.Array],
-                slot: jax.Array, kv_mask_BxS: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+def split_layer_params(model) -> list[dict[str, jax.Array]]:
+  """Per-layer param dicts (static slices of the stacked [L, ...] params, cast to cfg.dtype). Call it
+  outside the decode loop: sliced once per sampling call instead of once per step and layer."""
+  cfg = model.cfg
+  stacked = model.layers.stacked(cfg)
+  return [{name: a[l].astype(cfg.dtype) for name, a in stacked.items()} for l in range(cfg.num_layers)]
+
+
+def to_layer_list(cache: dict[str, jax.Array]) -> dict[str, list[jax.Array]]:
+  """Model-layout cache {"k","v"}: [L, B, S, KVH, Dh] -> per-layer kv-major lists of [B, KVH, S, Dh]."""
+  return {name: [jnp.swapaxes(x[l], 1, 2) for l in range(x.shape[0])] for name, x in cache.items()}
+
+
+def decode_step(model, layer_params: list[dict[str, jax.Array]], token_B: jax.Array,
+                position_B: jax.Array, cache: dict[str, list[jax.Array]], slot: jax.Array,
+                kv_mask_BxS: jax.Array) -> tuple[jax.Array, dict[str, list[jax.Array]]]:
   """Feed one token per row at cache slot `slot` (traced int32); returns (float32 logits [B, V], cache).
 
-  cache: kv-major {"k","v"} [L, B, KVH, S, Dh] (`to_kv_major`); updated in place when carried/donated.
-  kv_mask_BxS must already be 1 at `slot` for real tokens (the model's `decode` contract); the query
-  attends to slots s <= slot with kv_mask 1. position_B: RoPE positions (cumsum(mask) - 1 convention).
+  layer_params: `split_layer_params(model)`. cache: `to_layer_list` layout {"k","v"}: L arrays
+  [B, KVH, S, Dh], each updated in place when carried through a loop. kv_mask_BxS must already be 1
+  at `slot` for real tokens (the model's `decode` contract); the query attends to slots s <= slot with
+  kv_mask 1. position_B: RoPE positions (cumsum(mask) - 1 convention).
   """
   cfg = model.cfg
-  s = cache["k"].shape[3]
+  s = cache["k"][0].shape[2]
   slot = jnp.asarray(slot, jnp.int32)
   x = model.embed.get_value()[token_B[:, None]].astype(cfg.dtype)
   x = constrain(x, ACT_AXES)
-  cos, sin = rope_cos_sin(position_B[:, None], inv_frequencies(cfg.head_dim, cfg.rope_theta, cfg.rope_scaling))
-  mask_Bx1xS = attention_mask(1, s, slot, kv_mask_BxS)
+  inv_freq = inv_frequencies(cfg.head_dim, cfg.rope_theta, cfg.rope_scaling)
+  cos, sin = rope_cos_sin(position_B[:, None], inv_freq)
+  mask_BxS = attention_mask(1, s, slot, kv_mask_BxS)[:, 0]
   zero = jnp.int32(0)
-
-  def layer(carry, xs):
-    x, k_all, v_all = carry
-    p, l = xs
-    p = jax.tree.map(lambda a: a.astype(cfg.dtype), p)
+  new_k, new_v = [], []
+  # Unrolled over layers (not a scan): each layer's weights and cache are whole buffers that the dots
+  # read directly; a scan would dynamic-slice (copy) every layer's weights and cache on every step.
+  for p, k_cache, v_cache in zip(layer_params, cache["k"], cache["v"]):
     h = rms_norm(x, p["attn_norm"], cfg.rms_norm_eps)
     q, k, v = _project_qkv(cfg, h, p, cos, sin)
     q = constrain(q, ("batch", "length", "heads", "head_dim"))
-    at = (l, zero, zero, slot, zero)
-    # [B, 1, KVH, Dh] -> [1, B, KVH, 1, Dh] written at (layer, :, :, slot): in place, the cache is a carry.
-    k_all = jax.lax.dynamic_update_slice(k_all, jnp.swapaxes(k, 1, 2)[None].astype(k_all.dtype), at)
-    v_all = jax.lax.dynamic_update_slice(v_all, jnp.swapaxes(v, 1, 2)[None].astype(v_all.dtype), at)
-    attn = _attend(q[:, 0], k_all[l], v_all[l], mask_Bx1xS[:, 0])
+    at = (zero, zero, slot, zero)  # [B, 1, KVH, Dh] -> [B, KVH, 1, Dh] at slot, in place
+    k_new = jnp.swapaxes(k, 1, 2).astype(k_cache.dtype)
+    v_new = jnp.swapaxes(v, 1, 2).astype(v_cache.dtype)
+    k_cache = constrain(jax.lax.dynamic_update_slice(k_cache, k_new, at), LAYER_CACHE_AXES)
+    v_cache = constrain(jax.lax.dynamic_update_slice(v_cache, v_new, at), LAYER_CACHE_AXES)
+    new_k.append(k_cache)
+    new_v.append(v_cache)
+    attn = _attend(q[:, 0], k_cache, v_cache, mask_BxS)
     x = x + jnp.einsum("btnh,nhd->btd", attn, p["wo"]).astype(x.dtype)
     x = constrain(x, ACT_AXES)
     h = rms_norm(x, p["mlp_norm"], cfg.rms_norm_eps)
-    x = x + swiglu_mlp(h, p["w_gate"], p["w_up"], p["w_down"]).astype(x.dtype)
-    return (constrain(x, ACT_AXES), k_all, v_all), None
-
-  params = model.layers.stacked(cfg)
-  layers = jnp.arange(cfg.num_layers, dtype=jnp.int32)
-  (x, k_all, v_all), _ = jax.lax.scan(layer, (x, cache["k"], cache["v"]), (params, layers))
-  k_all = constrain(k_all, KV_MAJOR_AXES)
-  v_all = constrain(v_all, KV_MAJOR_AXES)
+    x = constrain(x + swiglu_mlp(h, p["w_gate"], p["w_up"], p["w_down"]).astype(x.dtype), ACT_AXES)
   h = rms_norm(x[:, 0], model.final_norm.get_value().astype(cfg.dtype), cfg.rms_norm_eps)
   w = model.unembedding().astype(cfg.dtype)
   logits = jnp.einsum("bd,dv->bv", h, w, preferred_element_type=jnp.float32)
-  return constrain(logits, ("batch", "vocab")), {"k": k_all, "v": v_all}
+  return constrain(logits, ("batch", "vocab")), {"k": new_k, "v": new_v}

@@ -9,17 +9,19 @@ One compiled XLA program per static signature does everything:
      prompt_bucket) by adding more left padding) minus their last column are written to a zeroed cache
      [L, B, S, KVH, Dh] (sharded by `cache_shardings`), S = Pb + Nb (Nb = round_up(max_new_tokens,
      gen_bucket)). Only the cache is kept, so XLA drops the [B, Pb-1, V] prefill logits entirely.
-  2. the cache (transposed once to the kv-major [L, B, KVH, S, Dh] of `decode.decode_step`), kv mask
-     and last prompt token are repeated to B*n rows (row b*n + j = sample j of prompt b, so GRPO groups
-     are contiguous): the prompt is never recomputed n times.
+  2. the cache (split once into the per-layer kv-major L x [B, KVH, S, Dh] of `decode.decode_step`),
+     kv mask and last prompt token are repeated to B*n rows (row b*n + j = sample j of prompt b, so
+     GRPO groups are contiguous): the prompt is never recomputed n times.
   3. `lax.while_loop` over steps i: feed the previous token (the last prompt token at i = 0) at cache
      slot Pb-1+i, sample token i from its logits, stop a row when it emits a stop id. The loop ends when
      i == max_new_tokens or every row has stopped (early exit; `SampleOutput.num_steps` counts steps).
 The cache lives only inside that program: it is a while-loop carry that `decode.decode_step` updates
 with one `dynamic_update_slice` per layer, so XLA keeps it in one buffer for the whole decode (no host
-round trip, no per-step copy; nothing to donate between calls, since no buffer outlives the call). `max_new_tokens`, `temperature`, `top_p` and the stop ids (up to 8) are traced values, so new
-values inside the same buckets do not recompile; batch size, Pb, Nb, n, top_k, greedy and (top_p < 1) are
-static. `Sampler.num_compilations` counts traces of the program (each trace is one compilation).
+round trip, no per-step copy; nothing to donate between calls, since no buffer outlives the call).
+`max_new_tokens`, `temperature`, `top_p` and the stop ids (padded to a multiple of 8) are traced
+values, so new values inside the same buckets do not recompile; batch size, Pb, Nb, n, top_k, greedy
+and (top_p < 1) are static. `Sampler.num_compilations` counts traces of the program (each trace is
+one compilation).
 
 Positions follow the model's convention (cumsum(mask) - 1): response token i of a prompt with L real
 tokens has position L + i, so a trainer forward over `tokens` with `attention_mask` reproduces the
@@ -40,7 +42,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from simko_jax.models.transformer import cache_shardings
 from simko_jax.parallel import logical_to_sharding, logical_to_spec, use_rules
-from simko_jax.sampling.decode import KV_MAJOR_AXES, decode_step, to_kv_major
+from simko_jax.sampling.decode import LAYER_CACHE_AXES, decode_step, split_layer_params, to_layer_list
 from simko_jax.sampling.filtering import sample_next
 
 FINISH_STOP = 0    # emitted a stop id (EOS); it is the last token inside response_mask
@@ -87,7 +89,7 @@ def round_up(x: int, multiple: int) -> int:
 class _Loop(NamedTuple):
   """While-loop carry (Bn = B*n rows, S cache slots, Nb response buffer columns)."""
   step: jax.Array          # [] int32
-  cache: dict              # {"k", "v"}: [L, Bn, KVH, S, Dh] (kv-major)
+  cache: dict              # {"k", "v"}: L x [Bn, KVH, S, Dh] (per layer, kv-major)
   kv_mask: jax.Array       # [Bn, S] int32
   token: jax.Array         # [Bn] int32, the token fed at this step
   done: jax.Array          # [Bn] bool, row has emitted a stop id
@@ -111,9 +113,10 @@ def _sample_program(graphdef, state, prompt_BxP, prompt_mask_BxP, key, temperatu
   def shard_cache(cache, axes=None):  # axes None: the model's layout, placed by `cache_shardings`
     if mesh is None:
       return cache
-    shardings = cache_shardings(cache, mesh, rules) if axes is None else {
-        k: logical_to_sharding(axes, mesh, rules, v.shape) for k, v in cache.items()}
-    return jax.tree.map(jax.lax.with_sharding_constraint, cache, shardings)
+    if axes is None:
+      return jax.tree.map(jax.lax.with_sharding_constraint, cache, cache_shardings(cache, mesh, rules))
+    return jax.tree.map(lambda x: jax.lax.with_sharding_constraint(
+        x, logical_to_sharding(axes, mesh, rules, x.shape)), cache)
 
   def shard_rows(x):  # batch rows over ("data", "fsdp") like the model's activations
     if mesh is None:
@@ -131,8 +134,9 @@ def _sample_program(graphdef, state, prompt_BxP, prompt_mask_BxP, key, temperatu
   def rep(x, axis=0):
     return jnp.repeat(x, n, axis=axis, total_repeat_length=x.shape[axis] * n) if n > 1 else x
 
-  # ... in the decode loop's kv-major layout [L, B*n, KVH, S, Dh] (see `decode`).
-  cache = shard_cache({k: rep(v, axis=1) for k, v in to_kv_major(cache).items()}, KV_MAJOR_AXES)
+  # ... in the decode loop's per-layer kv-major layout L x [B*n, KVH, S, Dh] (see `decode`).
+  cache = shard_cache(jax.tree.map(rep, to_layer_list(cache)), LAYER_CACHE_AXES)
+  layer_params = split_layer_params(model)  # sliced once, outside the loop
   last_pos_Bn = rep(positions_BxP[:, -1])
 
   # 3. Decode loop: step i feeds `token` at slot p-1+i and samples response token i.
@@ -141,7 +145,7 @@ def _sample_program(graphdef, state, prompt_BxP, prompt_mask_BxP, key, temperatu
 
   def body(c: _Loop):
     i = c.step
-    logits, cache = decode_step(model, c.token, last_pos_Bn + i, c.cache, p - 1 + i, c.kv_mask)
+    logits, cache = decode_step(model, layer_params, c.token, last_pos_Bn + i, c.cache, p - 1 + i, c.kv_mask)
     tok, logp = sample_next(logits, jax.random.fold_in(key, i), temperature, top_p,
                             top_k=top_k, greedy=greedy, use_top_p=use_top_p)
     live = ~c.done
@@ -154,7 +158,7 @@ def _sample_program(graphdef, state, prompt_BxP, prompt_mask_BxP, key, temperatu
     # The sampled token is written at slot p+i next step; it is a visible key only for live rows.
     kv_mask = jax.lax.dynamic_update_slice(c.kv_mask, live.astype(jnp.int32)[:, None], (jnp.int32(0), p + i))
     done = c.done | (live & jnp.isin(tok, stop_ids_K))
-    cache = shard_cache(cache, KV_MAJOR_AXES)
+    cache = shard_cache(cache, LAYER_CACHE_AXES)
     return _Loop(i + 1, cache, kv_mask, tok, done, out_tokens, out_logprobs, out_mask)
 
   init = _Loop(

@@ -139,3 +139,20 @@ def allgather(x) -> np.ndarray:
     return np.asarray(jax.device_get(x))
   from jax.experimental import multihost_utils
   return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+
+def gather_json(obj: Any) -> list[Any]:
+  """Every process's JSON-serialisable `obj`, in process order, on every process (e.g. the per-host
+  prompt-iterator states for a checkpoint, which only process 0 writes). Single process: `[obj]`."""
+  import json
+
+  import jax
+  if jax.process_count() == 1:
+    return [obj]
+  from jax.experimental import multihost_utils
+  data = np.frombuffer(json.dumps(obj).encode(), np.uint8)
+  lengths = np.asarray(multihost_utils.process_allgather(np.asarray([data.size], np.int32)))
+  padded = np.zeros((int(lengths.max()),), np.uint8)
+  padded[:data.size] = data
+  rows = np.asarray(multihost_utils.process_allgather(padded)).reshape(len(lengths.ravel()), -1)
+  return [json.loads(bytes(row[:n]).decode()) for row, n in zip(rows, lengths.ravel())]

@@ -130,7 +130,8 @@ def run(cfg) -> dict:
       save(tr)
     if tr.stop_requested:
       logger.event(f"SIGTERM: saving step {tr.step} before exiting")
-    save(tr, force=True)
+    if tr.checkpointer.latest_step() != tr.step:
+      save(tr, force=True)
     tr.checkpointer.wait()
     if not tr.stop_requested and cfg.eval.enabled and tr.step >= cfg.train.steps:
       evaluation.evaluate_run(tr, "after", logger)

@@ -139,14 +139,15 @@ def maybe_restore(run: Run) -> bool:
   abstract = lambda tree: jax.tree.map(
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), tree)
   rng_data = jax.random.key_data(run.rng)
-  step, params, opt_state, rng, data_state, meta = run.checkpointer.restore(
-      abstract(run.params), abstract(run.opt_state),
+  step, pure_params, opt_state, rng, data_state, meta = run.checkpointer.restore(
+      abstract(nnx.to_pure_dict(run.params)), abstract(run.opt_state),
       jax.ShapeDtypeStruct(rng_data.shape, rng_data.dtype))
   if meta.get("model_config") and meta["model_config"].get("hidden_size") != \
       run.model_config.get("hidden_size"):
     raise ConfigError(f"the checkpoint in {run.checkpointer.directory} is for a different model "
                       f"({json.dumps(meta['model_config'])[:200]}...)")
-  run.params, run.opt_state, run.rng, run.step = params, opt_state, rng, step
+  nnx.replace_by_pure_dict(run.params, pure_params)
+  run.opt_state, run.rng, run.step = opt_state, rng, step
   run.iterator.set_state(data_state)
   return True
 
@@ -154,5 +155,5 @@ def maybe_restore(run: Run) -> bool:
 def save(run: Run, *, force: bool = False) -> bool:
   meta = {"config": run.cfg.to_dict(), "model_config": run.model_config,
           "tokenizer": run.tokenizer_source}
-  return run.checkpointer.save(run.step, run.params, run.opt_state, run.rng,
+  return run.checkpointer.save(run.step, nnx.to_pure_dict(run.params), run.opt_state, run.rng,
                                run.iterator.get_state(), meta, force=force)

@@ -65,7 +65,8 @@ def test_large_vocab_paths_match_reference(top_p):
   flat = rng.normal(size=(1, v)).astype(np.float32) * 0.1    # nucleus of 0.9 needs ~900 tokens
   for logits in (peaked, flat):
     keys = jax.random.split(jax.random.key(3), DRAWS)
-    tok = np.asarray(jax.jit(jax.vmap(lambda k: sample_next(jnp.asarray(logits), k, 1.0, top_p)[0]))(keys))[:, 0]
+    draw = jax.jit(jax.vmap(lambda k: sample_next(jnp.asarray(logits), k, 1.0, top_p)[0]))
+    tok = np.asarray(draw(keys))[:, 0]
     probs = np.exp(logits[0].astype(np.float64) - logits[0].max())
     probs /= probs.sum()
     order = np.argsort(-probs)

@@ -29,10 +29,10 @@ def test_sharded_equals_unsharded(reference, shape):
   model = shard_model(make_model(tiny_llama3(), seed=2), mesh)
   sampler, state = Sampler.from_model(model, mesh=mesh, prompt_bucket=8, gen_bucket=8)
   got = sampler.sample(state, prompt, pmask, jax.random.key(5), **KW)
-  # The decode loop's per-device kv-major cache [L, B*n/4, KVH/2, S, Dh] (rows over data x fsdp, kv heads
-  # over tensor) is what the compiled program holds; the full [L, B*n, KVH, S, Dh] never exists.
+  # The decode loop's per-device, per-layer cache [B*n/4, KVH/2, S, Dh] (rows over data x fsdp, kv heads
+  # over tensor) is what the compiled program holds; the full [B*n, KVH, S, Dh] never exists.
   hlo = sampler.lower(state, prompt, pmask, jax.random.key(5), **KW).compile().as_text()
-  assert "f32[2,2,1,16,16]" in hlo and "f32[2,8,2,16,16]" not in hlo
+  assert "f32[2,1,16,16]" in hlo and "f32[8,2,16,16]" not in hlo
   np.testing.assert_array_equal(np.asarray(got.tokens), np.asarray(want.tokens))
   np.testing.assert_array_equal(np.asarray(got.response_mask), np.asarray(want.response_mask))
   np.testing.assert_allclose(np.asarray(got.logprobs), np.asarray(want.logprobs), atol=1e-5)

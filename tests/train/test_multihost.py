@@ -89,6 +89,8 @@ def _worker(process_id: int, port: int, out_path: str) -> None:
   assert distributed.maybe_initialize()
   assert jax.process_count() == 2 and jax.device_count() == 8 and jax.local_device_count() == 4
   result = run_steps(jax.process_index(), jax.process_count())
+  gathered = distributed.gather_json({"process": jax.process_index(), "text": "x" * (1 + 5 * process_id)})
+  assert gathered == [{"process": 0, "text": "x"}, {"process": 1, "text": "x" * 6}], gathered
   with open(out_path, "w") as f:
     json.dump(result, f)
   jax.distributed.shutdown()
@@ -139,6 +141,39 @@ def test_two_process_train_step_matches_single_process(tmp_path):
   assert workers[0] == workers[1]          # every process sees the same (replicated) metrics
   assert reference["loss"][0] != reference["loss"][-1]  # the params did move between steps
   assert time.time() - start < 150
+
+
+def test_initialize_kwargs_from_environment():
+  import pytest
+
+  from simko_jax.train.distributed import DistributedConfigError, initialize_kwargs
+  assert initialize_kwargs({}) is None
+  assert initialize_kwargs({"SLURM_JOB_ID": "7", "SLURM_NTASKS": "1"}) is None
+  assert initialize_kwargs({"SLURM_JOB_ID": "7", "SLURM_NTASKS": "16"}) == {}
+  assert initialize_kwargs({"SLURM_NTASKS": "16"}) is None          # not inside an allocation
+  assert initialize_kwargs({"OMPI_COMM_WORLD_SIZE": "4"}) == {}
+  assert initialize_kwargs({"TPU_WORKER_HOSTNAMES": "10.0.0.2"}) is None   # single-host TPU VM
+  assert initialize_kwargs({"TPU_WORKER_HOSTNAMES": "10.0.0.2,10.0.0.3", "TPU_WORKER_ID": "1"}) == {}
+  assert initialize_kwargs({"MEGASCALE_COORDINATOR_ADDRESS": "10.0.0.2"}) == {}
+  assert initialize_kwargs({"SIMKO_DISTRIBUTED": "1"}) == {}
+  assert initialize_kwargs({"SIMKO_DISTRIBUTED": "0", "SLURM_JOB_ID": "7", "SLURM_NTASKS": "2"}) is None
+  env = {"SIMKO_COORDINATOR": "10.0.0.2:1234", "SIMKO_NUM_PROCESSES": "4", "SIMKO_PROCESS_ID": "3",
+         "SIMKO_LOCAL_DEVICE_IDS": "0,1", "SLURM_JOB_ID": "7", "SLURM_NTASKS": "9"}
+  assert initialize_kwargs(env) == dict(coordinator_address="10.0.0.2:1234", num_processes=4,
+                                        process_id=3, local_device_ids=[0, 1])
+  for bad in ({"SIMKO_COORDINATOR": "h:1", "SIMKO_NUM_PROCESSES": "2"},
+              {"SIMKO_COORDINATOR": "h:1", "SIMKO_NUM_PROCESSES": "2", "SIMKO_PROCESS_ID": "2"},
+              {"SIMKO_COORDINATOR": "h:1", "SIMKO_NUM_PROCESSES": "x", "SIMKO_PROCESS_ID": "0"}):
+    with pytest.raises(DistributedConfigError, match="SIMKO_"):
+      initialize_kwargs(bad)
+
+
+def test_main_reports_bad_distributed_env_cleanly():
+  env = dict(os.environ, SIMKO_COORDINATOR="127.0.0.1:1", SIMKO_NUM_PROCESSES="2", PYTHONPATH=ROOT)
+  out = subprocess.run([sys.executable, "-m", "simko_jax.main", "--config", "configs/tiny_random.py"],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+  assert out.returncode == 1 and "Traceback" not in out.stderr
+  assert "error: SIMKO_PROCESS_ID is not set" in out.stderr
 
 
 if __name__ == "__main__" and len(sys.argv) == 5 and sys.argv[1] == "worker":

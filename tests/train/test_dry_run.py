@@ -1,0 +1,81 @@
+"""`--dry_run`: per-device parameter / optimizer bytes equal a hand calculation from the published
+config.json numbers; the CLI prints the table for the 7B paper targets in seconds and warns on misfit."""
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def load(name):
+  sys.path.insert(0, ROOT)
+  import importlib
+  return importlib.import_module(f"configs.{name}").get_config()
+
+
+def hand_param_bytes(v, d, f, layers, heads, kv, hd, tied, bias, fsdp):
+  """fp32 bytes per device: every matrix has one hidden-size (D) dimension, split over fsdp (D % fsdp
+  == 0 for these models); norms and biases have none and stay replicated (tensor = 1)."""
+  matrices = v * d * (1 if tied else 2) + layers * (
+      d * heads * hd + 2 * d * kv * hd + heads * hd * d + 3 * d * f)
+  replicated = d + layers * 2 * d + (layers * (heads + 2 * kv) * hd if bias else 0)
+  return (matrices // fsdp + replicated) * 4
+
+
+@pytest.mark.parametrize("name,numbers", [
+    ("qwen25_math7b_h100x8", dict(v=152064, d=3584, f=18944, layers=28, heads=28, kv=4, hd=128,
+                                  tied=False, bias=True, fsdp=8)),
+    ("llama32_3b_h100x8", dict(v=128256, d=3072, f=8192, layers=28, heads=24, kv=8, hd=128,
+                               tied=True, bias=False, fsdp=8)),
+])
+def test_param_and_optimizer_bytes_match_hand_calculation(name, numbers):
+  import jax
+  from simko_jax.train import dry_run
+  assert jax.device_count() == 8
+  cfg = load(name)
+  rep = dry_run.analyze(cfg, compile=False)
+  want = hand_param_bytes(**numbers)
+  assert rep["params_bytes"] == want
+  # AdamW: mu and nu like the params (sharded the same way) + int32 step counters (Adam, schedule).
+  assert 2 * want <= rep["opt_bytes"] <= 2 * want + 64
+  assert rep["grad_bytes"] == want
+  total = want * 8  # sanity: the model's size in published terms
+  assert abs(rep["num_params"] - (7.616e9 if "qwen" in name else 3.213e9)) < 0.01e9, rep["num_params"]
+  assert total > 0 and rep["mesh"] == (("data", 1), ("fsdp", 8), ("tensor", 1))
+  # analytic FLOPs per update: 6 x (params - embedding lookup if untied) x tokens
+  n = rep["num_params"] - (0 if numbers["tied"] else numbers["v"] * numbers["d"])
+  assert rep["flops_update_analytic"] == 6 * n * 256 * 8 * 4096
+  # sampler KV cache: 2 x layers x rows/device x slots x kv heads x head_dim x 2 bytes (bf16)
+  rows = 1024 * 8 / 8
+  assert rep["kv_cache_bytes"] == 2 * 28 * rows * (1024 + 3072) * numbers["kv"] * 128 * 2
+
+
+def run_cli(config, timeout=280):
+  env = dict(os.environ, PYTHONPATH=ROOT)
+  env.pop("XLA_FLAGS", None)
+  start = time.time()
+  out = subprocess.run([sys.executable, "-m", "simko_jax.main", "--config", f"configs/{config}.py",
+                        "--dry_run"], cwd=ROOT, env=env, capture_output=True, text=True,
+                       timeout=timeout)
+  assert out.returncode == 0, out.stderr[-3000:]
+  return out.stdout, time.time() - start
+
+
+@pytest.mark.parametrize("config,devices,fits", [
+    ("qwen25_math7b_tpu_v5p_128", 64, True),
+    ("qwen25_math7b_h100x8", 8, False),       # the sampler's KV cache for 8192 rows does not fit
+])
+def test_cli_dry_run_prints_table(config, devices, fits):
+  stdout, seconds = run_cli(config)
+  print(stdout)
+  assert seconds < 300
+  assert f"on {devices} x" in stdout and "7.616B params" in stdout
+  for row in ("parameters", "optimizer state", "activations", "logits chunk", "sampler KV cache",
+              "temporaries", "per update, analytic 6*N*tokens", "XLA cost_analysis"):
+    assert row in stdout, row
+  assert ("fits: yes" in stdout) == fits
+  assert ("WARNING" in stdout) == (not fits)
