@@ -14,8 +14,9 @@ import numpy as np
 
 from simko_jax.data.sources import Example
 from simko_jax.eval.store import ProblemRecord
-from simko_jax.rewards.extract import extract_gsm8k_answer, last_boxed_content, normalize_answer
-from simko_jax.rewards.registry import get_reward_fn, gsm8k_reward
+from simko_jax.rewards.extract import (extract_gsm8k_answer, last_boxed_content, last_number,
+                                       normalize_answer)
+from simko_jax.rewards.registry import final_number_reward, get_reward_fn, gsm8k_reward
 
 
 class Generation(NamedTuple):
@@ -47,7 +48,12 @@ def canonical_answer(response: str, data_source: str) -> str | None:
     fn = get_reward_fn(data_source, default="math")
   except KeyError:
     fn = None
-  raw = extract_gsm8k_answer(response) if fn is gsm8k_reward else last_boxed_content(response)
+  if fn is gsm8k_reward:
+    raw = extract_gsm8k_answer(response)
+  elif fn is final_number_reward:
+    raw = last_boxed_content(response) or last_number(response)
+  else:
+    raw = last_boxed_content(response)
   if raw is None:
     return None
   norm = normalize_answer(raw)
