@@ -28,6 +28,17 @@ def apply_target(c, target: str):
   c.algo.mini_batch_prompts = PAPER_MINI // procs
   c.algo.micro_batch_size = rows_per_device * data * fsdp // procs
   c.model.attention_impl = attention
+  if name == "tpu_v5e":  # 16 GB chips: keep only each layer's input (dots-saving needs ~12 GB per row)
+    c.model.remat = "full"
   c.rewards.num_workers = 16
   c.out_dir = f"{c.out_dir}_{target}"
   return c
+
+
+def get_config(arg: str | None = None):
+  """Any paper model on any target from the command line: `--config configs/targets.py:<model>,<target>`
+  with <model> in {qwen25_math7b, llama32_3b} and <target> a key of TARGETS (default: the first)."""
+  import importlib
+  model, target = (arg or "qwen25_math7b,h100x8").split(",")
+  base = {"qwen25_math7b": "paper_qwen25_math7b_simko", "llama32_3b": "paper_llama32_3b_simko"}[model]
+  return apply_target(importlib.import_module(f"configs.{base}").get_config(), target)

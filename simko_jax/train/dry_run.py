@@ -197,7 +197,9 @@ def analyze(cfg, *, compile: bool = True) -> dict[str, Any]:
   hbm = t.hbm_gb or HBM_GB[t.name]
   report = dict(
       target=t.name, num_devices=num_devices, num_processes=procs, hbm_gb=hbm,
-      mesh=tuple(mesh.shape.items()), model=f"{mcfg.architecture} {n_total / 1e9:.3f}B params",
+      mesh=tuple(mesh.shape.items()),
+      model=f"{mcfg.architecture} " + (f"{n_total / 1e9:.3f}B" if n_total >= 1e8 else f"{n_total / 1e6:.3f}M")
+      + " params",
       num_params=n_total, seq_len=seq, micro_rows=micro, micro_batches=m, updates_per_step=updates,
       params_bytes=p_bytes, opt_bytes=o_bytes, opt_bytes_bare_init=per_device_bytes(bare_opt), grad_bytes=p_bytes, activation_bytes=activations,
       logits_chunk_bytes=logits_chunk, kv_cache_bytes=kv, rollout_logits_bytes=rollout_logits,

@@ -117,6 +117,18 @@ def test_slurm_commands(stubs):
                         "SIMKO_PROCESS_ID": str(i)}
 
 
+def test_slurm_one_process_per_gpu_picks_local_device(stubs):
+  env, bin_dir, calls = stubs
+  env.update(CONFIG="c.py", PYTHON=str(bin_dir / "python"), REPO_DIR=ROOT, PER_GPU="1")
+  subprocess.run(["sbatch", os.path.join(LAUNCH, "slurm_gpu.sbatch")], env=env, check=True, cwd=ROOT,
+                 capture_output=True)
+  assert [c["env"].get("SIMKO_LOCAL_DEVICE_IDS") for c in calls() if c["cmd"] == "python"] == ["0", "0"]
+  env["CUDA_VISIBLE_DEVICES"] = "3"   # SLURM bound one GPU per task: JAX sees only it
+  subprocess.run(["sbatch", os.path.join(LAUNCH, "slurm_gpu.sbatch")], env=env, check=True, cwd=ROOT,
+                 capture_output=True)
+  assert "SIMKO_LOCAL_DEVICE_IDS" not in [c for c in calls() if c["cmd"] == "python"][-1]["env"]
+
+
 def test_sbatch_header_requests_two_nodes_and_sigterm():
   text = open(os.path.join(LAUNCH, "slurm_gpu.sbatch")).read()
   for line in ("#SBATCH --nodes=2", "#SBATCH --ntasks-per-node=1", "#SBATCH --gpus-per-node=8",
