@@ -231,6 +231,12 @@ class Sampler:
       out = self._jitted(*args, **static)
     prompt, pmask = np.asarray(prompt_tokens, np.int32), np.asarray(prompt_mask, np.int32)
     tokens_nb, logprobs_nb, mask_nb, stopped, steps = out
+    if jax.process_count() > 1:  # read back this host's rows only (they follow its own prompts)
+      from jax.experimental import multihost_utils
+      local = lambda x: jnp.asarray(multihost_utils.global_array_to_host_local_array(
+          x, x.sharding.mesh, x.sharding.spec))
+      tokens_nb, logprobs_nb, mask_nb, stopped = map(local, (tokens_nb, logprobs_nb, mask_nb, stopped))
+      steps = jnp.asarray(np.asarray(steps))
     response_tokens = tokens_nb[:, :max_new_tokens]
     response_mask = mask_nb[:, :max_new_tokens]
     prompt_rep = np.repeat(prompt, n, axis=0)
@@ -286,8 +292,13 @@ class Sampler:
     stop_arr = np.full((round_up(len(stops), 8),), -1, np.int32)
     stop_arr[:len(stops)] = stops
     if self.mesh is not None:
-      rows = NamedSharding(self.mesh, logical_to_spec(("batch", None), self.mesh, self.rules, (b, pb)))
-      prompt_b, pmask_b = jax.device_put(prompt_b, rows), jax.device_put(pmask_b, rows)
+      rows = NamedSharding(self.mesh, logical_to_spec(("batch", None), self.mesh, self.rules,
+                                                      (b * jax.process_count(), pb)))
+      if jax.process_count() > 1:  # every host contributes its own prompts (global B = sum of hosts')
+        put = lambda x: jax.make_array_from_process_local_data(rows, x)
+      else:
+        put = lambda x: jax.device_put(x, rows)
+      prompt_b, pmask_b = put(prompt_b), put(pmask_b)
     args = (params_state, prompt_b, pmask_b, key, jnp.float32(temperature), jnp.float32(top_p),
             jnp.int32(max_new_tokens), stop_arr)
     static = dict(n=int(n), n_buf=nb, top_k=int(top_k), greedy=bool(greedy),

@@ -20,6 +20,7 @@ import os
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,8 @@ class RunCheckpointer:
     self.directory = os.path.abspath(directory)
     try:
       os.makedirs(self.directory, exist_ok=True)
-      probe = os.path.join(self.directory, ".write_probe")
+      # One probe per process: hosts sharing the directory must not delete each other's probe.
+      probe = os.path.join(self.directory, f".write_probe.{jax.process_index()}.{os.getpid()}")
       with open(probe, "w") as f:
         f.write("ok")
       os.remove(probe)
@@ -59,7 +61,8 @@ class RunCheckpointer:
     args = ocp.args.Composite(
         params=ocp.args.StandardSave(params),
         train=ocp.args.StandardSave({"opt_state": opt_state,
-                                     "rng": jax.random.key_data(rng_key)}),
+                                     # numpy: a single-device array cannot be saved multi-host
+                                     "rng": np.asarray(jax.random.key_data(rng_key))}),
         data=ocp.args.JsonSave(data_state),
         meta=ocp.args.JsonSave({**meta, "step": int(step)}))
     try:

@@ -72,8 +72,9 @@ def iteration(run: Run, logger) -> dict:
     for lo in range(0, n, mini):
       rows = order[lo:lo + mini]
       mb = jax.tree.map(lambda x: x[rows].reshape((mini // micro, micro) + x.shape[1:]), batch)
-      run.params, run.opt_state, m = run.train_step(run.params, run.opt_state,
-                                                    run.put_rows_micro(mb))
+      with jax.set_mesh(run.mesh):  # the model's activation sharding constraints apply when traced
+        run.params, run.opt_state, m = run.train_step(run.params, run.opt_state,
+                                                      run.put_rows_micro(mb))
       m = jax.device_get(m)
       skipped += int(m["update_skipped"])
       metrics_list.append(m)

@@ -134,7 +134,11 @@ def batched_logprobs(logprob_fn, params, batch: Batch, chunk: int, put: Callable
   for start in range(0, n, chunk):
     rows = slice(start, start + chunk)
     args = [put(np.asarray(x[rows])) for x in (batch.tokens, batch.attention_mask, batch.positions)]
-    out.append(np.asarray(jax.device_get(logprob_fn(params, *args, r))))
+    logp = logprob_fn(params, *args, r)
+    if not logp.is_fully_addressable:  # multi-process: this host's rows only
+      from simko_jax.train.distributed import global_rows_to_host
+      logp = global_rows_to_host(logp)
+    out.append(np.asarray(jax.device_get(logp)))
   return np.concatenate(out)[:n]
 
 

@@ -15,12 +15,12 @@ from flax import nnx
 
 from simko_jax.config import ConfigError, validate
 from simko_jax.data.pipeline import PipelineConfig, PromptPipeline
-from simko_jax.parallel import make_mesh, model_shardings
+from simko_jax.parallel import make_mesh, model_shardings, opt_state_shardings
 from simko_jax.rewards.pool import VerifierPool
 from simko_jax.sampling.sampler import Sampler
 from simko_jax.train import tasks
 from simko_jax.train.checkpoint import RunCheckpointer
-from simko_jax.train.distributed import host_rows_to_global
+from simko_jax.train.distributed import gather_json, host_rows_to_global
 from simko_jax.train.model_source import load_model_and_tokenizer
 from simko_jax.train.step import LossConfig, batch_sharding, jit_logprobs, jit_train_step, make_optimizer
 
@@ -80,11 +80,14 @@ def build_mesh(train_cfg):
 
 
 def _check_divisibility(cfg, mesh):
+  # Batch sizes are per process: each host's micro-batch is spread over its share of the row axes.
   rows = mesh.shape["data"] * mesh.shape["fsdp"]
-  if cfg.algo.micro_batch_size % rows:
+  local_rows = max(1, rows // jax.process_count())
+  if cfg.algo.micro_batch_size % local_rows:
     raise ConfigError(
         f"config.algo.micro_batch_size = {cfg.algo.micro_batch_size} is invalid: allowed a multiple "
-        f"of the mesh's data x fsdp size ({rows}) so every device gets whole responses.")
+        f"of the mesh's data x fsdp size per process ({local_rows}) so every device gets whole "
+        "responses.")
 
 
 def build_run(cfg) -> Run:
@@ -103,9 +106,9 @@ def build_run(cfg) -> Run:
 
   updates_per_step = cfg.algo.ppo_epochs * (cfg.rollout.prompts_per_step // cfg.algo.mini_batch_prompts)
   tx, schedule = make_optimizer(cfg.optim, cfg.train.steps * updates_per_step)
-  with jax.set_mesh(mesh):
-    opt_state = jax.jit(tx.init)(params)
-  opt_shardings = jax.tree.map(lambda x: x.sharding, opt_state)
+  # Adam's mu / nu sharded like the params (a bare jit(tx.init) replicates them on every device).
+  opt_shardings = opt_state_shardings(tx, params, param_shardings, mesh)
+  opt_state = jax.jit(tx.init, out_shardings=opt_shardings)(params)
   loss_cfg = LossConfig.from_config(cfg)
   train_step = jit_train_step(graphdef, tx, loss_cfg, param_shardings, opt_shardings, mesh)
   logprob_fn = jit_logprobs(graphdef, loss_cfg, param_shardings, mesh)
@@ -148,6 +151,12 @@ def maybe_restore(run: Run) -> bool:
                       f"({json.dumps(meta['model_config'])[:200]}...)")
   nnx.replace_by_pure_dict(run.params, pure_params)
   run.opt_state, run.rng, run.step = opt_state, rng, step
+  if "per_process" in data_state:  # multi-process runs save every host's iterator position
+    states = data_state["per_process"]
+    if len(states) != jax.process_count():
+      raise ConfigError(f"the checkpoint in {run.checkpointer.directory} was written by {len(states)} "
+                        f"processes; this run has {jax.process_count()}")
+    data_state = states[jax.process_index()]
   run.iterator.set_state(data_state)
   return True
 
@@ -156,4 +165,10 @@ def save(run: Run, *, force: bool = False) -> bool:
   meta = {"config": run.cfg.to_dict(), "model_config": run.model_config,
           "tokenizer": run.tokenizer_source}
   return run.checkpointer.save(run.step, nnx.to_pure_dict(run.params), run.opt_state, run.rng,
-                               run.iterator.get_state(), meta, force=force)
+                               _data_state(run), meta, force=force)
+
+
+def _data_state(run: Run) -> dict:
+  """The prompt iterator's state; multi-process: every host's, gathered (only process 0 writes JSON)."""
+  state = run.iterator.get_state()
+  return {"per_process": gather_json(state)} if jax.process_count() > 1 else state
