@@ -32,6 +32,7 @@ def get_config():
   c.rollout.max_new_tokens = 3072
   c.rollout.temperature = 1.0
   c.rollout.top_p = 1.0
+  c.rollout.sample_chunk_prompts = 64   # 512 responses per sampler call = 64 per H100 (bounds the KV cache)
   c.algo.method = "simko"
   c.algo.top_k, c.algo.alpha, c.algo.lam, c.algo.lam_on = 3, 0.01, 1.1, "advantage"
   c.algo.tau, c.algo.gate = 0.8, "quantile"

@@ -9,6 +9,7 @@ config is per process (each host samples, scores and feeds its own prompts; see
 """
 
 PAPER_PROMPTS, PAPER_MINI = 1024, 256
+SAMPLE_ROWS_PER_DEVICE = 64  # responses decoded at once per device: bounds the sampler's KV cache
 
 # name: (target.name, chips, processes, (data, fsdp, tensor), rows per device, attention)
 TARGETS = {
@@ -27,6 +28,8 @@ def apply_target(c, target: str):
   c.rollout.prompts_per_step = PAPER_PROMPTS // procs
   c.algo.mini_batch_prompts = PAPER_MINI // procs
   c.algo.micro_batch_size = rows_per_device * data * fsdp // procs
+  chunk = SAMPLE_ROWS_PER_DEVICE * data * fsdp // (c.rollout.group_size * procs)
+  c.rollout.sample_chunk_prompts = min(c.rollout.prompts_per_step, max(1, chunk))
   c.model.attention_impl = attention
   if name == "tpu_v5e":  # 16 GB chips: keep only each layer's input (dots-saving needs ~12 GB per row)
     c.model.remat = "full"

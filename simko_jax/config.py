@@ -91,6 +91,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.rollout.temperature = 1.0
   c.rollout.top_p = 1.0
   c.rollout.top_k = 0              # 0 = off
+  c.rollout.sample_chunk_prompts = 0   # prompts per sampler call (bounds the KV cache); 0 = all
   c.rollout.dynamic_sampling = False   # drop groups with all-equal rewards and refill (DAPO)
   c.rollout.max_refill_rounds = 3
 
@@ -195,7 +196,7 @@ FIELD_CHECKS: dict[str, Check] = {
     "rollout.max_new_tokens": POSITIVE_INT,
     "rollout.temperature": in_range(0.0, 10.0, lo_open=True),
     "rollout.top_p": in_range(0.0, 1.0, lo_open=True), "rollout.top_k": NON_NEGATIVE_INT,
-    "rollout.dynamic_sampling": BOOL, "rollout.max_refill_rounds": NON_NEGATIVE_INT,
+    "rollout.sample_chunk_prompts": NON_NEGATIVE_INT, "rollout.dynamic_sampling": BOOL, "rollout.max_refill_rounds": NON_NEGATIVE_INT,
     "algo.method": one_of("grpo", "simko", "psr", "nsr", "w_reinforce"),
     "algo.top_k": POSITIVE_INT, "algo.alpha": PROBABILITY, "algo.lam": in_range(1.0, 10.0),
     "algo.lam_on": one_of("advantage", "ratio"), "algo.tau": PROBABILITY,
@@ -289,6 +290,9 @@ def _check_cross_fields(cfg, vocab_size, num_devices):
   if a.advantage == "grpo" and r.group_size < 2:
     _fail("rollout.group_size", r.group_size, "an integer >= 2 for group-normalised advantages",
           " Use algo.advantage='signed' for single samples.")
+  if r.sample_chunk_prompts and r.prompts_per_step % r.sample_chunk_prompts:
+    _fail("rollout.sample_chunk_prompts", r.sample_chunk_prompts,
+          f"0 or a divisor of rollout.prompts_per_step ({r.prompts_per_step})")
   if r.prompts_per_step % a.mini_batch_prompts:
     _fail("algo.mini_batch_prompts", a.mini_batch_prompts,
           f"a divisor of rollout.prompts_per_step ({r.prompts_per_step})")

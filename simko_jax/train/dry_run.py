@@ -26,8 +26,8 @@ over, exactly as the array's `NamedSharding.shard_shape` gives):
                   "none": 8D + (N+2K)H/tp + 4F/tp + 2·(N/tp)·L·4/itemsize (scores and probs, fp32).
                   Attention working set (xla impl only; 0 for cudnn): 2 x rows x N/tp x L x L x 4.
   logits chunk    loss_chunk_size x V/tp x 4 bytes x 3 (logits, softmax, their gradient; fp32)
-  KV cache        2 x layers x rows x S x K/tp x H x itemsize(dtype), rows = prompts_per_step x G x
-                  processes / (data x fsdp) (the sampler decodes a whole step's prompts at once),
+  KV cache        2 x layers x rows x S x K/tp x H x itemsize(dtype), rows = (sample_chunk_prompts or
+                  prompts_per_step) x G x processes / (data x fsdp) (one sampler call's responses),
                   S = round_up(max_prompt_len, prompt_bucket) + round_up(max_new_tokens, 64)
   train peak      params + optimizer + grad accum + activations + logits chunk
   rollout peak    params + optimizer + KV cache + rows x V/tp x 4 (one step's logits)
@@ -181,7 +181,7 @@ def analyze(cfg, *, compile: bool = True) -> dict[str, Any]:
   activations = tok_dev * nl * saved + attn_ws
   logits_chunk = a.loss_chunk_size * div(v) * 4 * 3
   p_bytes, o_bytes = per_device_bytes(params), per_device_bytes(opt_state)
-  sample_rows = r.prompts_per_step * g * procs / rows_axes
+  sample_rows = (r.sample_chunk_prompts or r.prompts_per_step) * g * procs / rows_axes
   cache_len = prompt_len + round_up(resp, GEN_BUCKET)
   kv = 2 * nl * sample_rows * cache_len * div(k) * h * itemsize
   rollout_logits = sample_rows * div(v) * 4

@@ -38,10 +38,14 @@ def iteration(run: Run, logger) -> dict:
   parts = []
   for round_ in range(1 + (cfg.rollout.max_refill_rounds if cfg.rollout.dynamic_sampling else 0)):
     prompts = next(run.iterator)
-    parts.append(rollout.sample_groups(run.sampler, run.params, prompts,
-                                       jax.random.fold_in(step_key, round_), cfg.rollout,
-                                       run.tokenizer, run.pool.score, timings,
-                                       cfg.rewards.truncated_is_wrong))
+    round_key = jax.random.fold_in(step_key, round_)
+    chunks = rollout.split_prompts(prompts, cfg.rollout.sample_chunk_prompts)
+    parts.append(rollout.Groups.concat([
+        rollout.sample_groups(run.sampler, run.params, chunk,
+                              jax.random.fold_in(round_key, i) if len(chunks) > 1 else round_key,
+                              cfg.rollout, run.tokenizer, run.pool.score, timings,
+                              cfg.rewards.truncated_is_wrong)
+        for i, chunk in enumerate(chunks)]))
     if not cfg.rollout.dynamic_sampling:
       break
     done = rollout.select_groups(parts, cfg.rollout.prompts_per_step, g, True)[1] == 0

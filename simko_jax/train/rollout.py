@@ -84,6 +84,15 @@ def sample_groups(sampler: Sampler, params, prompt_batch: dict, key, rollout_cfg
                 rewards=rewards, example_ids=list(prompt_batch["example_ids"]))
 
 
+def split_prompts(prompt_batch: dict, chunk: int) -> list[dict]:
+  """Row chunks of a prompt batch (arrays and lists alike), so a step's prompts can be sampled in
+  several sampler calls of one compiled shape; `chunk` 0 or >= rows keeps the batch whole."""
+  rows = len(prompt_batch["example_ids"])
+  if not chunk or chunk >= rows:
+    return [prompt_batch]
+  return [{k: v[lo:lo + chunk] for k, v in prompt_batch.items()} for lo in range(0, rows, chunk)]
+
+
 def select_groups(parts: list[Groups], num_groups: int, group_size: int,
                   dynamic_sampling: bool) -> tuple[Groups, int]:
   """First `num_groups` informative groups (all groups if not dynamic); pads with uninformative ones.

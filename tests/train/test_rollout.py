@@ -107,3 +107,13 @@ def test_truncated_responses_can_count_as_wrong():
   g = rollout.sample_groups(StubSampler(2 * G), None, prompts, None, cfg, StubTokenizer(texts),
                             score, {}, truncated_is_wrong=True)
   np.testing.assert_array_equal(g.rewards, [1] * 7 + [0])
+
+
+def test_split_prompts_keeps_rows_and_order():
+  batch = {"prompt_tokens": np.arange(12).reshape(6, 2), "prompt_mask": np.ones((6, 2)),
+           "ground_truths": list("abcdef"), "data_sources": ["s"] * 6, "example_ids": list(range(6))}
+  chunks = rollout.split_prompts(batch, 4)
+  assert [c["example_ids"] for c in chunks] == [[0, 1, 2, 3], [4, 5]]
+  np.testing.assert_array_equal(np.concatenate([c["prompt_tokens"] for c in chunks]),
+                                batch["prompt_tokens"])
+  assert rollout.split_prompts(batch, 0) == [batch]
