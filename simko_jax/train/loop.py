@@ -40,6 +40,7 @@ def iteration(run: Run, logger) -> dict:
     prompts = next(run.iterator)
     round_key = jax.random.fold_in(step_key, round_)
     chunks = rollout.split_prompts(prompts, cfg.rollout.sample_chunk_prompts)
+    # One chunk keeps the round's own key, so unchunked runs sample exactly as before chunking.
     parts.append(rollout.Groups.concat([
         rollout.sample_groups(run.sampler, run.params, chunk,
                               jax.random.fold_in(round_key, i) if len(chunks) > 1 else round_key,

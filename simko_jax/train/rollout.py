@@ -104,11 +104,10 @@ def select_groups(parts: list[Groups], num_groups: int, group_size: int,
   if not dynamic_sampling:
     return all_groups.take_groups(list(range(num_groups)), group_size), 0
   rewards = all_groups.rewards.reshape(total, group_size)
-  informative = [i for i in range(total) if rewards[i].max() > rewards[i].min()]
-  rest = [i for i in range(total) if i not in set(informative)]
-  chosen = (informative + rest)[:num_groups]
-  padded = max(0, num_groups - len(informative))
-  return all_groups.take_groups(chosen, group_size), padded
+  informative = rewards.max(-1) > rewards.min(-1)
+  order = np.concatenate([np.flatnonzero(informative), np.flatnonzero(~informative)])
+  padded = max(0, num_groups - int(informative.sum()))
+  return all_groups.take_groups([int(i) for i in order[:num_groups]], group_size), padded
 
 
 def advantages_for(rewards_PxG: np.ndarray, algo_cfg) -> np.ndarray:
