@@ -100,8 +100,10 @@ def test_masked_tokens_do_not_reach_the_loss():
                            tokens=batch.tokens.at[1, P + 4].set(7))
   p_a, _, m_a = run_step(graphdef, params, batch, 2)
   p_b, _, m_b = run_step(graphdef, params, changed, 2)
-  np.testing.assert_array_equal(m_a["loss"], m_b["loss"])
-  np.testing.assert_allclose(flat(p_a), flat(p_b), atol=0)
+  # Bit-exact on CPU; GPU reductions may reorder between two compilations, so allow float32 rounding.
+  atol = 0 if jax.default_backend() == "cpu" else 1e-6
+  np.testing.assert_allclose(m_a["loss"], m_b["loss"], atol=atol, rtol=0)
+  np.testing.assert_allclose(flat(p_a), flat(p_b), atol=atol, rtol=0)
 
 
 def test_non_finite_loss_skips_update():
