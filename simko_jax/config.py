@@ -181,8 +181,9 @@ def apply_runlocal(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 
 
 FIELD_CHECKS: dict[str, Check] = {
-    "seed": NON_NEGATIVE_INT, "out_dir": STRING, "runlocal": BOOL,
-    "model.checkpoint": STRING, "model.random_preset": STRING,
+    "seed": in_range(0, 2**32 - 1, integer=True), "out_dir": STRING, "runlocal": BOOL,
+    "model.checkpoint": STRING,
+    "model.random_preset": one_of("tiny_llama3", "tiny_qwen2", "tiny_qwen3"),  # models.config.PRESETS
     "model.dtype": one_of("float32", "bfloat16"), "model.param_dtype": one_of("float32", "bfloat16"),
     "model.remat": one_of("none", "full", "dots_saveable", "dots_with_no_batch_dims_saveable"),
     "model.attention_impl": one_of("xla", "cudnn"),
@@ -307,6 +308,9 @@ def _check_cross_fields(cfg, vocab_size, num_devices):
   if num_devices is not None:
     fixed = t.mesh_fsdp * t.mesh_tensor * (1 if t.mesh_data == -1 else t.mesh_data)
     if num_devices % fixed or (t.mesh_data != -1 and fixed != num_devices):
-      _fail("train.mesh_data", t.mesh_data,
+      field = ("train.mesh_data" if num_devices % (t.mesh_fsdp * t.mesh_tensor) == 0 else
+               "train.mesh_tensor" if num_devices % t.mesh_tensor else "train.mesh_fsdp")
+      _fail(field, t[field.split(".")[1]],
             f"a mesh (data x fsdp x tensor) whose product equals the device count ({num_devices})",
-            f" Got data={t.mesh_data}, fsdp={t.mesh_fsdp}, tensor={t.mesh_tensor}.")
+            f" Got data={t.mesh_data}, fsdp={t.mesh_fsdp}, tensor={t.mesh_tensor}; set "
+            f"config.train.mesh_data=-1 and choose fsdp x tensor dividing {num_devices}.")

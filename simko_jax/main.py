@@ -50,7 +50,7 @@ def main(argv):
   from simko_jax.train.checkpoint import CheckpointError  # noqa: PLC0415
   try:
     loop.run(cfg)
-  except (ConfigError, DataError, CheckpointError, FileNotFoundError, loop.NonFiniteError) as err:
+  except (ConfigError, DataError, CheckpointError, OSError, loop.NonFiniteError) as err:
     sys.exit(f"error: {err}")
 
 

@@ -89,13 +89,15 @@ def _tokenize_all(examples: Sequence[Example], tokenizer: ChatTokenizer,
   records, dropped = [], 0
   for example_id, example in enumerate(examples):
     tokens = tokenize_prompt(tokenizer, example.prompt)
+    where = lambda: (f"{example.path or 'source ' + example.data_source}: row {example.index}: "  # noqa: E731
+                     f"field 'prompt': example {example_id}")
     if not tokens:
-      raise DataError(f"example {example_id} (source {example.data_source}, row {example.index}): "
-                      "prompt tokenised to nothing")
+      raise DataError(f"{where()} tokenised to nothing")
     if len(tokens) > config.max_prompt_len:
       if config.overlong == "error":
-        raise DataError(f"example {example_id} (source {example.data_source}, row {example.index}): "
-                        f"prompt has {len(tokens)} tokens > max_prompt_len={config.max_prompt_len}")
+        raise DataError(f"{where()} has {len(tokens)} tokens > max_prompt_len="
+                        f"{config.max_prompt_len}; raise config.data.max_prompt_len or set "
+                        "config.data.overlong_prompts='drop' to skip (and count) such prompts")
       dropped += 1
       continue
     records.append(_Record(example_id, tuple(tokens), example.ground_truth, example.data_source))
@@ -185,7 +187,7 @@ class PromptPipeline:
     self.num_examples = len(records)
     if not records:
       raise DataError(f"no examples left after dropping {self.num_dropped} prompts longer than "
-                      f"max_prompt_len={config.max_prompt_len}")
+                      f"max_prompt_len={config.max_prompt_len}; raise config.data.max_prompt_len")
     stream = grain.MapDataset.source(records).shuffle(seed=config.seed).repeat(config.num_epochs)
     stream = stream.map_with_index(_TagEpoch(len(records)))
     if config.num_epochs is not None:

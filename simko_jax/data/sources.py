@@ -15,7 +15,8 @@ data source is the format's registry name ("aime24", "minerva", "olympiadbench",
 
 Errors: a malformed row (missing field, wrong type, non-UTF-8, invalid JSON, empty prompt, missing answer)
 raises `DataError` naming the file, the row number and the field; with `on_error="skip"` it is skipped
-and counted in the returned `ReadStats`. An empty file, or no valid row left, always raises `DataError`.
+and counted in the returned `ReadStats` (and logged once per file as a warning). An empty file, or no valid
+row left, always raises `DataError`. `Example.path` (not part of equality) records the file it came from.
 `split="train"` refuses any path with an `eval` directory component (`EvalSplitError`): training must
 never read evaluation files.
 """
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 from typing import Any, Iterator
 
@@ -34,6 +36,9 @@ FORMATS = ("verl", "problem_answer", "minerva", "olympiadbench", "gsm8k")
 _JSONL_SOURCE_NAMES = {"problem_answer": "aime24", "minerva": "minerva", "olympiadbench": "olympiadbench",
                        "gsm8k": "gsm8k"}
 _MAX_REPORTED_ERRORS = 20
+_EXPECTED_COLUMNS = ("verl parquet (prompt, reward_model, data_source) or jsonl with problem+answer, "
+                     "problem+solution, question+answer or question+final_answer")
+log = logging.getLogger(__name__)
 
 
 class DataError(ValueError):
@@ -51,6 +56,7 @@ class Example:
   ground_truth: str
   data_source: str
   index: int
+  path: str = dataclasses.field(default="", compare=False, repr=False)
 
 
 @dataclasses.dataclass
@@ -99,7 +105,8 @@ def detect_format(path: str, first_row: dict[str, Any] | None = None) -> str:
     return "minerva"
   if {"question", "answer"} <= keys:
     return "gsm8k"
-  raise DataError(f"{path}: cannot detect the format from the name or columns {sorted(keys)}; pass fmt=")
+  raise DataError(f"{path}: cannot detect the format from the name or columns {sorted(keys)}: "
+                  f"expected {_EXPECTED_COLUMNS} (or pass fmt=)")
 
 
 def _text(row: dict, field: str) -> str:
@@ -237,12 +244,18 @@ def read_examples(path: str, *, split: str | None = None, fmt: str | None = None
   stats = ReadStats(path=path, fmt=fmt or "")
   for row_number, row in rows:
     stats.num_rows += 1
-    if not stats.fmt:
-      stats.fmt = detect_format(path, row if isinstance(row, dict) else None)
     try:
       if isinstance(row, _RowError):
         raise row
-      examples.append(_row_to_example(row, stats.fmt, row_number, data_source))
+      if not stats.fmt:  # from the first usable row; a row of no known schema is a bad row
+        try:
+          stats.fmt = detect_format(path, row if isinstance(row, dict) else None)
+        except DataError:
+          columns = sorted(row) if isinstance(row, dict) else type(row).__name__
+          raise _RowError("<columns>", f"cannot detect the format from the columns {columns}: "
+                                       f"expected {_EXPECTED_COLUMNS}") from None
+      example = _row_to_example(row, stats.fmt, row_number, data_source)
+      examples.append(dataclasses.replace(example, path=path))
     except _RowError as err:
       message = f"{path}: row {row_number}: field '{err.field}': {err}"
       if on_error == "raise":
@@ -257,6 +270,9 @@ def read_examples(path: str, *, split: str | None = None, fmt: str | None = None
   if not examples:
     raise DataError(f"{path}: no valid rows left ({stats.num_skipped} skipped; first: {stats.errors[:1]})")
   stats.num_examples = len(examples)
+  if stats.num_skipped:
+    log.warning("%s: skipped %d of %d rows (data.on_bad_row='skip'); first: %s", path, stats.num_skipped,
+                stats.num_rows, stats.errors[0])
   return examples, stats
 
 

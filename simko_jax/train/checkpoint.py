@@ -9,7 +9,11 @@ Layout of `<out_dir>/checkpoints/<step>/` (one Orbax `CheckpointManager` step, C
 
 Orbax writes each step into a temporary directory and renames it when complete, so a process killed
 mid-save leaves no step that `latest_step()` would return. If the newest complete step still cannot be
-read (a corrupted file), `restore` falls back to the previous one and says so.
+read (a corrupted file), `restore` falls back to the previous one, says so, and renames the unreadable
+newer steps to `<step>.unreadable` (kept for inspection) so the resumed run can write those steps again.
+A checkpoint written for a different model shape is refused before any array is read. Any failure of a
+save (disk full, unwritable directory), including one of an async save that surfaces later, raises
+`CheckpointError` naming the step; the steps already committed are untouched.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 from typing import Any
 
 import jax
@@ -24,6 +29,11 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 log = logging.getLogger(__name__)
+
+# Model-config entries that change parameter shapes or names: a checkpoint must agree on all of them.
+SHAPE_KEYS = ("architectures", "model_type", "vocab_size", "hidden_size", "num_hidden_layers",
+              "num_attention_heads", "num_key_value_heads", "head_dim", "intermediate_size",
+              "tie_word_embeddings", "attention_bias", "mlp_bias")
 
 
 class CheckpointError(RuntimeError):
@@ -48,6 +58,16 @@ class RunCheckpointer:
         max_to_keep=keep, save_interval_steps=every, enable_async_checkpointing=async_save,
         create=True)
     self.manager = ocp.CheckpointManager(self.directory, options=options)
+    self._in_flight: int | None = None  # the step of an async save that may still be writing
+    self._failed = False  # a failed save has been reported
+
+  def check_free_space(self, nbytes: int) -> None:
+    """Refuses to start when the disk cannot hold one more checkpoint of about `nbytes` bytes."""
+    free = shutil.disk_usage(self.directory).free
+    if free < nbytes:
+      raise CheckpointError(
+          f"checkpoint directory {self.directory!r} has {free / 2**20:.1f} MiB free but one checkpoint "
+          f"needs about {nbytes / 2**20:.1f} MiB: free disk space or set config.out_dir elsewhere")
 
   def latest_step(self) -> int | None:
     return self.manager.latest_step()
@@ -65,33 +85,63 @@ class RunCheckpointer:
                                      "rng": np.asarray(jax.random.key_data(rng_key))}),
         data=ocp.args.JsonSave(data_state),
         meta=ocp.args.JsonSave({**meta, "step": int(step)}))
+    if force or self.manager.should_save(step):
+      self.wait()  # a failed async save of an earlier step is reported as that step's failure
     try:
-      return self.manager.save(step, args=args, force=force)
-    except OSError as err:
+      saved = self.manager.save(step, args=args, force=force)
+    except Exception as err:  # noqa: BLE001 - OSError, tensorstore ValueError, ...: all mean "not saved"
       raise CheckpointError(f"saving step {step} to {self.directory!r} failed: {err}. "
-                            "Earlier checkpoints are untouched.") from err
+                            f"Earlier checkpoints are untouched (latest complete step: "
+                            f"{self.latest_step()}).") from err
+    if saved:
+      self._in_flight = step
+    return saved
 
   def wait(self) -> None:
-    """Blocks until an in-flight async save has been committed."""
-    self.manager.wait_until_finished()
+    """Blocks until an in-flight async save has been committed; CheckpointError if it failed."""
+    step, self._in_flight = self._in_flight, None
+    try:
+      self.manager.wait_until_finished()
+    except Exception as err:  # noqa: BLE001
+      self._failed = True
+      raise CheckpointError(f"saving step {step} to {self.directory!r} failed while writing in the "
+                            f"background: {err}. Earlier checkpoints are untouched (latest complete "
+                            f"step: {self.latest_step()}).") from err
 
   def close(self) -> None:
-    self.manager.wait_until_finished()
-    self.manager.close()
+    try:
+      self.wait()
+    finally:
+      try:
+        self.manager.close()
+      except Exception as err:  # noqa: BLE001 - Orbax re-raises a failed async save once more here
+        if not self._failed:
+          raise CheckpointError(f"closing the checkpoints in {self.directory!r} failed: {err}") from err
+        log.warning("checkpoint manager close after a failed save: %s", err)
 
-  def restore(self, abstract_params, abstract_opt_state, abstract_rng,
-              step: int | None = None) -> tuple[int, Any, Any, Any, dict, dict]:
+  def restore(self, abstract_params, abstract_opt_state, abstract_rng, step: int | None = None, *,
+              model_config: dict | None = None) -> tuple[int, Any, Any, Any, dict, dict]:
     """Restores (step, params, opt_state, rng_key, data_state, meta) onto the abstract targets' shardings.
 
     `abstract_*` are pytrees of `jax.ShapeDtypeStruct` with `.sharding` (e.g. from `jax.eval_shape`
     plus the run's shardings); restoring onto another mesh shape than the saving run's works because
-    Orbax reshards to the target. With `step=None`, the newest readable step is used.
+    Orbax reshards to the target. With `step=None`, the newest readable step is used (unreadable newer
+    steps are renamed `<step>.unreadable`). With `model_config` (HF-style dict), a checkpoint whose
+    `meta.model_config` differs in a `SHAPE_KEYS` entry raises CheckpointError before arrays are read.
     """
     steps = [step] if step is not None else sorted(self.manager.all_steps(), reverse=True)
     if not steps:
       raise CheckpointError(f"no complete checkpoint in {self.directory!r}")
     errors = []
     for s in steps:
+      try:
+        meta = self.manager.restore(s, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+      except Exception as err:  # noqa: BLE001 - an unreadable meta is a corrupt step: fall back
+        errors.append(f"step {s}: {type(err).__name__}: {str(err)[:300]}")
+        log.warning("checkpoint step %s in %s is unreadable (%s); trying an older one", s,
+                    self.directory, err)
+        continue
+      _check_model(meta, model_config, os.path.join(self.directory, str(s)))
       try:
         restored = self.manager.restore(s, args=ocp.args.Composite(
             params=ocp.args.StandardRestore(abstract_params),
@@ -105,9 +155,37 @@ class RunCheckpointer:
                     self.directory, err)
         continue
       rng = jax.random.wrap_key_data(restored["train"]["rng"])
+      if step is None and s != steps[0]:
+        self._set_aside([u for u in steps if u > s])
       return (s, restored["params"], restored["train"]["opt_state"], rng, restored["data"],
               restored["meta"])
     raise CheckpointError(f"no readable checkpoint in {self.directory!r}: " + "; ".join(errors))
+
+  def _set_aside(self, steps: list[int]) -> None:
+    """Renames unreadable steps to `<step>.unreadable`, so that the resumed run can save them again."""
+    if jax.process_index() == 0:
+      for s in steps:
+        src = os.path.join(self.directory, str(s))
+        dst = f"{src}.unreadable"
+        if os.path.exists(dst):
+          dst = f"{dst}.{os.getpid()}"
+        os.rename(src, dst)
+        log.warning("moved unreadable checkpoint step %s to %s", s, dst)
+    if jax.process_count() > 1:
+      ocp.multihost.sync_global_processes("simko_set_aside_unreadable_steps")
+    self.manager.reload()
+
+
+def _check_model(meta: dict, model_config: dict | None, where: str) -> None:
+  saved = meta.get("model_config") if isinstance(meta, dict) else None
+  if not model_config or not saved:
+    return
+  diff = {k: (saved.get(k), model_config.get(k)) for k in SHAPE_KEYS
+          if k in saved and k in model_config and saved[k] != model_config[k]}
+  if diff:
+    detail = ", ".join(f"{k}: checkpoint {a!r} vs this run {b!r}" for k, (a, b) in diff.items())
+    raise CheckpointError(f"the checkpoint {where} was written for a different model ({detail}): "
+                          "use the model config that wrote it, or a new config.out_dir")
 
 
 def read_meta(directory: str, step: int | None = None) -> tuple[int, dict]:

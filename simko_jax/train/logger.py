@@ -28,7 +28,7 @@ class MetricsLogger:
       return
     os.makedirs(out_dir, exist_ok=True)
     if tensorboard:
-      from tensorboardX import SummaryWriter
+      SummaryWriter = _import_summary_writer()
       self._writer = SummaryWriter(os.path.join(out_dir, "tensorboard"))
     from tqdm import tqdm
     self._bar = tqdm(total=total_steps, initial=start_step, desc="RL steps", dynamic_ncols=True)
@@ -71,3 +71,19 @@ def _plain(value: Any) -> Any:
     return float(value) if not isinstance(value, (int, str, bool)) else value
   except (TypeError, ValueError):
     return str(value)
+
+
+def _import_summary_writer():
+  """`tensorboardX.SummaryWriter`, imported without torch: tensorboardX's writer imports torch at module
+  load when it is installed (2-4 s per process, for scalars we never pass as tensors). A `None` entry in
+  sys.modules makes that `import torch` fail fast; it is removed again, so later real imports work."""
+  import sys
+  blocked = "torch" not in sys.modules
+  if blocked:
+    sys.modules["torch"] = None
+  try:
+    from tensorboardX import SummaryWriter
+  finally:
+    if blocked:
+      del sys.modules["torch"]
+  return SummaryWriter

@@ -4,11 +4,21 @@
 `cfg.out_dir/checkpoints` if there is one, and
   * logs every step to metrics.jsonl, TensorBoard and a progress bar (`train.logger`);
   * saves asynchronously every `checkpoint.every` steps and at the end;
-  * on SIGTERM (e.g. TPU preemption) finishes the current step, saves, waits for the save, exits 0;
+  * on SIGTERM (e.g. TPU preemption) finishes the current step, saves, waits for the save, exits 0
+    (bound: the rest of one step plus one save; a SIGTERM while the run is being built is honoured
+    once it is built: no step is trained, step 0 is saved if there is no checkpoint yet);
   * skips an update whose loss or gradient is not finite (params untouched), logs the step and the
     example ids of the batch, and stops with an error after `train.max_nonfinite_in_a_row` in a row;
+  * appends the example ids each step consumed (process 0's share) to `data_order.jsonl` (a step
+    redone after a crash appears twice, with the same ids), so data order across restarts is auditable;
   * runs a pass@k evaluation on held-out problems before and after training when `eval.enabled`.
 Randomness is a pure function of (seed, step): a resumed run continues exactly as an uninterrupted one.
+
+Test-only fault injection (tests/faults/): `SIMKO_FAULT_AT="<point>:<step>[,...]"` with point one of
+`sample` (SIGKILL in the sampling phase, once the step's prompts are drawn), `update` (SIGKILL after the
+step's first optimizer update), `save` (SIGKILL right after the step's async checkpoint save started),
+`nan` (NaN advantages: every update of that step is non-finite). `<step>` is the 1-based step number
+(as in metrics.jsonl and checkpoint names). Unset in normal runs: the checks cost one dict lookup.
 """
 
 from __future__ import annotations
@@ -16,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 import time
 
 import jax
@@ -30,14 +41,26 @@ class NonFiniteError(RuntimeError):
   """Too many consecutive updates had a non-finite loss or gradient."""
 
 
+def _fault(point: str, step: int) -> bool:
+  """Test-only fault injection (module doc): SIGKILLs this process at kill points; True for `nan`."""
+  spec = os.environ.get("SIMKO_FAULT_AT")
+  if not spec or f"{point}:{step}" not in spec.split(","):
+    return False
+  if point != "nan":
+    os.kill(os.getpid(), signal.SIGKILL)
+  return True
+
+
 def iteration(run: Run, logger) -> dict:
   """One RL iteration at `run.step`; updates `run.params` / `run.opt_state` in place."""
   cfg, g = run.cfg, run.cfg.rollout.group_size
   timings: dict = {}
   step_key = jax.random.fold_in(run.rng, run.step)
-  parts = []
+  parts, consumed = [], []
   for round_ in range(1 + (cfg.rollout.max_refill_rounds if cfg.rollout.dynamic_sampling else 0)):
     prompts = next(run.iterator)
+    consumed.extend(int(i) for i in prompts["example_ids"])
+    _fault("sample", run.step + 1)
     round_key = jax.random.fold_in(step_key, round_)
     chunks = rollout.split_prompts(prompts, cfg.rollout.sample_chunk_prompts)
     # One chunk keeps the round's own key, so unchunked runs sample exactly as before chunking.
@@ -56,6 +79,9 @@ def iteration(run: Run, logger) -> dict:
                                          cfg.rollout.dynamic_sampling)
   advantages = rollout.advantages_for(groups.rewards.reshape(-1, g), cfg.algo).reshape(-1)
   batch = rollout.build_batch(groups, advantages, cfg.algo.overlong_mask)
+  run.last_example_ids = consumed
+  if _fault("nan", run.step + 1):
+    batch = batch._replace(advantages=np.full_like(batch.advantages, np.nan))
 
   start = time.perf_counter()
   chunk = cfg.algo.micro_batch_size
@@ -83,6 +109,7 @@ def iteration(run: Run, logger) -> dict:
       m = jax.device_get(m)
       skipped += int(m["update_skipped"])
       metrics_list.append(m)
+      _fault("update", run.step + 1)
   timings["update_s"] = time.perf_counter() - start
 
   metrics = {k: float(np.mean([m[k] for m in metrics_list])) for k in metrics_list[0]}
@@ -97,43 +124,62 @@ def iteration(run: Run, logger) -> dict:
       learning_rate=float(run.schedule(run.step)),
       sampler_compilations=run.sampler.num_compilations)
   if skipped:
-    logger.event(f"step {run.step}: {skipped} update(s) skipped (non-finite loss or gradient); "
-                 f"prompt example ids {groups.example_ids}")
+    logger.event(f"step {run.step + 1}: {skipped} of {len(metrics_list)} update(s) skipped (non-finite "
+                 f"loss or gradient; parameters untouched); prompt example ids {groups.example_ids}")
   return metrics
 
 
-def _install_sigterm(run: Run):
-  def handler(signum, frame):
-    del signum, frame
-    run.stop_requested = True
-  return signal.signal(signal.SIGTERM, handler)
+def _log_data_order(run: Run) -> None:
+  if jax.process_index() == 0:
+    with open(os.path.join(run.cfg.out_dir, "data_order.jsonl"), "a") as f:
+      f.write(json.dumps({"step": run.step, "example_ids": run.last_example_ids}) + "\n")
 
 
 def run(cfg) -> dict:
   """Trains per `cfg` (see module doc); returns the last step's metrics."""
+  stop = threading.Event()  # set by SIGTERM, from start-up on
+  previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+  try:
+    tr = build_run(cfg)
+  except BaseException:
+    signal.signal(signal.SIGTERM, previous)
+    raise
+  try:
+    return _train(cfg, tr, stop)
+  finally:
+    signal.signal(signal.SIGTERM, previous)
+
+
+def _train(cfg, tr: Run, stop: threading.Event) -> dict:
   from simko_jax.train.logger import MetricsLogger
   from simko_jax.train import evaluation
 
-  tr = build_run(cfg)
   logger = MetricsLogger(cfg.out_dir, cfg.train.steps, tr.step)
-  previous = _install_sigterm(tr)
   last, nonfinite_streak = {}, 0
   try:
+    if tr.pipeline.num_dropped:
+      logger.event(f"data: {tr.pipeline.num_dropped} prompts longer than config.data.max_prompt_len = "
+                   f"{cfg.data.max_prompt_len} dropped; {tr.pipeline.num_examples} kept")
     if tr.step:
       logger.event(f"resumed from checkpoint step {tr.step} in {tr.checkpointer.directory}")
     elif cfg.eval.enabled:
       evaluation.evaluate_run(tr, "before", logger)
-    while tr.step < cfg.train.steps and not tr.stop_requested:
+    while tr.step < cfg.train.steps and not stop.is_set():
       last = iteration(tr, logger)
       tr.step += 1
       logger.log(tr.step, last)
+      _log_data_order(tr)
       nonfinite_streak = nonfinite_streak + 1 if last["updates_skipped"] else 0
       if nonfinite_streak >= cfg.train.max_nonfinite_in_a_row:
         raise NonFiniteError(
-            f"{nonfinite_streak} consecutive steps had non-finite losses or gradients (limit "
-            f"config.train.max_nonfinite_in_a_row = {cfg.train.max_nonfinite_in_a_row}); parameters "
-            "were left untouched and the last checkpoint is intact")
+            f"{nonfinite_streak} consecutive steps (up to step {tr.step}) had non-finite losses or "
+            f"gradients (limit config.train.max_nonfinite_in_a_row = "
+            f"{cfg.train.max_nonfinite_in_a_row}); parameters were left untouched, the skipped "
+            f"batches are listed in {os.path.join(cfg.out_dir, 'events.log')}, and the last "
+            "checkpoint is intact")
       save(tr)
+      _fault("save", tr.step)
+    tr.stop_requested = stop.is_set()
     if tr.stop_requested:
       logger.event(f"SIGTERM: saving step {tr.step} before exiting")
     if tr.checkpointer.latest_step() != tr.step:
@@ -142,7 +188,6 @@ def run(cfg) -> dict:
     if not tr.stop_requested and cfg.eval.enabled and tr.step >= cfg.train.steps:
       evaluation.evaluate_run(tr, "after", logger)
   finally:
-    signal.signal(signal.SIGTERM, previous)
     logger.close()
     tr.close()
   if jax.process_index() == 0:

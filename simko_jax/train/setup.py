@@ -5,7 +5,6 @@ the jitted train step and log-prob forward, the optimizer, and the checkpointer 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from typing import Any
 
@@ -19,7 +18,7 @@ from simko_jax.parallel import make_mesh, model_shardings, opt_state_shardings
 from simko_jax.rewards.pool import VerifierPool
 from simko_jax.sampling.sampler import Sampler
 from simko_jax.train import tasks
-from simko_jax.train.checkpoint import RunCheckpointer
+from simko_jax.train.checkpoint import CheckpointError, RunCheckpointer
 from simko_jax.train.distributed import gather_json, host_rows_to_global
 from simko_jax.train.model_source import load_model_and_tokenizer
 from simko_jax.train.step import LossConfig, batch_sharding, jit_logprobs, jit_train_step, make_optimizer
@@ -49,6 +48,7 @@ class Run:
   checkpointer: RunCheckpointer
   eval_examples: list
   stop_requested: bool = False
+  last_example_ids: list = dataclasses.field(default_factory=list)  # prompts the last step consumed
 
   def put_rows(self, x: np.ndarray, leading_dims: int = 1):
     """This host's rows -> a global array sharded over the data axes (multi-process: every host's
@@ -95,7 +95,11 @@ def build_run(cfg) -> Run:
   validate(cfg, num_devices=jax.device_count())
   mesh = build_mesh(cfg.train)
   _check_divisibility(cfg, mesh)
-  os.makedirs(cfg.out_dir, exist_ok=True)
+  examples = tasks.train_examples(cfg.data, cfg.seed)  # bad data fails before the model is loaded
+  try:
+    os.makedirs(cfg.out_dir, exist_ok=True)
+  except OSError as err:
+    raise CheckpointError(f"config.out_dir = {cfg.out_dir!r} cannot be created: {err}") from err
   checkpointer = RunCheckpointer(os.path.join(cfg.out_dir, "checkpoints"), keep=cfg.checkpoint.keep,
                                  every=cfg.checkpoint.every, async_save=cfg.checkpoint.async_save)
   with jax.set_mesh(mesh):
@@ -109,12 +113,13 @@ def build_run(cfg) -> Run:
   # Adam's mu / nu sharded like the params (a bare jit(tx.init) replicates them on every device).
   opt_shardings = opt_state_shardings(tx, params, param_shardings, mesh)
   opt_state = jax.jit(tx.init, out_shardings=opt_shardings)(params)
+  checkpointer.check_free_space(sum(getattr(x, "nbytes", 0)
+                                    for x in jax.tree.leaves((params, opt_state))))
   loss_cfg = LossConfig.from_config(cfg)
   train_step = jit_train_step(graphdef, tx, loss_cfg, param_shardings, opt_shardings, mesh)
   logprob_fn = jit_logprobs(graphdef, loss_cfg, param_shardings, mesh)
   ref_params = jax.tree.map(lambda x: x.copy(), params) if cfg.algo.kl_coef > 0 else None
 
-  examples = tasks.train_examples(cfg.data, cfg.seed)
   pipeline = PromptPipeline(examples, tokenizer, PipelineConfig(
       num_prompts=cfg.rollout.prompts_per_step, max_prompt_len=cfg.data.max_prompt_len,
       bucket_size=cfg.data.prompt_bucket, pad_id=tokenizer.pad_id, seed=cfg.seed,
@@ -144,11 +149,8 @@ def maybe_restore(run: Run) -> bool:
   rng_data = jax.random.key_data(run.rng)
   step, pure_params, opt_state, rng, data_state, meta = run.checkpointer.restore(
       abstract(nnx.to_pure_dict(run.params)), abstract(run.opt_state),
-      jax.ShapeDtypeStruct(rng_data.shape, rng_data.dtype))
-  if meta.get("model_config") and meta["model_config"].get("hidden_size") != \
-      run.model_config.get("hidden_size"):
-    raise ConfigError(f"the checkpoint in {run.checkpointer.directory} is for a different model "
-                      f"({json.dumps(meta['model_config'])[:200]}...)")
+      jax.ShapeDtypeStruct(rng_data.shape, rng_data.dtype), model_config=run.model_config)
+  del meta
   nnx.replace_by_pure_dict(run.params, pure_params)
   run.opt_state, run.rng, run.step = opt_state, rng, step
   if "per_process" in data_state:  # multi-process runs save every host's iterator position
@@ -157,7 +159,12 @@ def maybe_restore(run: Run) -> bool:
       raise ConfigError(f"the checkpoint in {run.checkpointer.directory} was written by {len(states)} "
                         f"processes; this run has {jax.process_count()}")
     data_state = states[jax.process_index()]
-  run.iterator.set_state(data_state)
+  try:
+    run.iterator.set_state(data_state)
+  except ValueError as err:
+    raise ConfigError(f"the checkpoint step {step} in {run.checkpointer.directory} was written for "
+                      f"other data or data settings ({err}): resume with the config.data and "
+                      "config.rollout.prompts_per_step that wrote it, or use a new config.out_dir") from err
   return True
 
 
