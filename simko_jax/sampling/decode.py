@@ -1,22 +1,27 @@
-"""One-token decode step over a per-layer, kv-major KV cache updated in place (the sampler's hot loop).
+"""Prefill and one-token decode over a per-layer KV cache updated in place (the sampler's hot loop).
 
-  layer_params = split_layer_params(model)              # once per sampling call, outside the loop
-  cache = to_layer_list(prefilled_cache)                # [L, B, S, KVH, Dh] -> L x [B, KVH, S, Dh]
+  layer_params = split_layer_params(model)        # once per sampling call, outside the loop
+  cache = prefill(model, layer_params, prompt_BxT, positions_BxT, mask_BxT, cache_len=S, n=n)
   logits_BxV, cache = decode_step(model, layer_params, token_B, position_B, cache, slot, kv_mask_BxS)
 
-Same math as `Transformer.decode` with T = 1 (tests check it against the model's full forward), laid out
-for speed; each change measured on SmolLM2-135M, B=32, S=192, float32, 2 CPU cores:
-  * `Transformer.decode` scans the layers with the cache as scan input and output, so every step
-    copies the whole cache (~0.17 s of a ~0.37 s step). Here each layer's cache is its own while-loop
-    carry, written by one `dynamic_update_slice` at the new slot (in place).
+Same math as the model's `Transformer.__call__` / `decode` (tests check tokens and log-probs against
+the full forward), laid out for speed. Each choice was measured on SmolLM2-135M, B=32, S=192, float32,
+2 CPU cores (`benchmarks/sampling.py`; decode-step times from a 32-step loop):
   * the layers are unrolled with per-layer weights sliced once outside the loop: inside a scan, XLA:CPU
-    copies every layer's weights (dynamic-slice, 0.42 GB per step) and cache before its dots.
-    Cost: one extra copy of the layer weights in cfg.dtype while sampling, and compile time grows
-    with depth (~20 s for 30 layers on 2 cores).
-  * kv-major [B, KVH, S, Dh]: the attention contractions are batched matmuls over (B, KVH) on
-    contiguous [S, Dh] blocks; with the model's [B, S, KVH, Dh] XLA:CPU transposes the layer's cache
-    on every step (attention over 30 layers: 45 ms vs 130 ms).
-TODO(models): offer this layout in `Transformer` itself and call it from here.
+    copies every layer's weights (dynamic-slice, 0.42 GB per step) and cache before its dots, and a
+    scan over a stacked cache copies the whole cache every step. Each layer's cache is its own
+    while-loop carry written by one `dynamic_update_slice` at the new slot (in place). Cost: one copy
+    of the layer weights in cfg.dtype while sampling; compile time grows with depth.
+  * cache layout per layer: keys [B, KVH, Dh, S] (transposed), values [B, KVH, S, Dh]. Both attention
+    contractions are then plain [G, Dh] x [Dh, S] and [G, S] x [S, Dh] matmuls per (row, kv head);
+    the model's [B, S, KVH, Dh] made XLA:CPU transpose the cache every step (attention 130 ms/step),
+    kv-major [B, KVH, S, Dh] keys cost 20 ms/step in the scores matmul, transposed keys 13 ms/step.
+  * fused weights: q/k/v are one [D, KVH, G+2, Dh] matmul (per kv head: its G query heads, then its
+    key and value head, so a "kv_heads" sharding splits whole groups) and gate/up one [D, 2, F] matmul;
+    the output projection is a flat [N*Dh, D] matrix, which stops XLA:CPU from transposing the
+    [N, Dh, D] weight on every step to match the attention output's layout (5 ms/step).
+  * prefill runs the same unrolled layers over the prompt and writes each layer's keys/values into its
+    cache directly (no [L, B, S, KVH, Dh] cache, no second per-call copy of the weights).
 """
 
 from __future__ import annotations
@@ -24,55 +29,124 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from simko_jax.models.attention import attention_mask
-from simko_jax.models.layers import rms_norm, swiglu_mlp
+from simko_jax.models.attention import attention_mask, gqa_attention
+from simko_jax.models.layers import rms_norm
 from simko_jax.models.rope import apply_rope, inv_frequencies, rope_cos_sin
-from simko_jax.models.transformer import ACT_AXES
 from simko_jax.parallel import constrain
 
-LAYER_CACHE_AXES = ("batch", "kv_heads", "cache_length", "head_dim")
+LAYER_CACHE_AXES = {"k": ("batch", "kv_heads", "head_dim", "cache_length"),
+                    "v": ("batch", "kv_heads", "cache_length", "head_dim")}
+_ACT = ("batch", "length", "embed")
 _NEG = -0.7 * float(jnp.finfo(jnp.float32).max)  # the masked-score value of models.attention
 
 
-def _attend(q_BxNxH, k_BxKxSxH, v_BxKxSxH, mask_BxS):
-  """`models.attention.gqa_attention` (impl "xla") for one query per row on kv-major keys/values:
-  float32 scores and softmax, head n uses kv head n // (N / KVH). Returns [B, 1, N, H] in q's dtype."""
+def split_layer_params(model) -> list[dict[str, jax.Array]]:
+  """Per-layer decode weights in cfg.dtype, built once per sampling call (static slices of the stacked
+  [L, ...] params). Keys: attn_norm, mlp_norm [D]; w_qkv [D, KVH, G+2, Dh] (G = N / KVH query heads of
+  each kv head, then its key, then its value head); b_qkv [KVH, G+2, Dh] if attention_bias; q_norm,
+  k_norm [Dh] if qk_norm; wo [N*Dh, D]; w_gate_up [D, 2, F]; w_down [F, D]."""
+  cfg = model.cfg
+  n, kvh, h = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
+  g = n // kvh
+  stacked = model.layers.stacked(cfg)
+  out = []
+  for l in range(cfg.num_layers):
+    a = {name: x[l].astype(cfg.dtype) for name, x in stacked.items()}
+    d = a["wq"].shape[0]
+    p = {"attn_norm": a["attn_norm"], "mlp_norm": a["mlp_norm"], "w_down": a["w_down"],
+         "wo": a["wo"].reshape(n * h, d)}
+    p["w_qkv"] = constrain(jnp.concatenate(
+        [a["wq"].reshape(d, kvh, g, h), a["wk"][:, :, None], a["wv"][:, :, None]], axis=2),
+        ("embed", "kv_heads", None, "head_dim"))
+    if cfg.attention_bias:
+      p["b_qkv"] = jnp.concatenate([a["bq"].reshape(kvh, g, h), a["bk"][:, None], a["bv"][:, None]], axis=1)
+    if cfg.qk_norm:
+      p["q_norm"], p["k_norm"] = a["q_norm"], a["k_norm"]
+    p["w_gate_up"] = constrain(jnp.stack([a["w_gate"], a["w_up"]], axis=1), ("embed", None, "mlp"))
+    out.append(p)
+  return out
+
+
+def _qkv(cfg, p, x_BxTxD, cos, sin):
+  """Pre-norm q [B, T, N, Dh], k and v [B, T, KVH, Dh] of one layer, RoPE applied to q and k."""
+  b, t, _ = x_BxTxD.shape
+  g = cfg.num_heads // cfg.num_kv_heads
+  h = rms_norm(x_BxTxD, p["attn_norm"], cfg.rms_norm_eps)
+  qkv = jnp.einsum("btd,dkjh->btkjh", h, p["w_qkv"])
+  if cfg.attention_bias:
+    qkv = qkv + p["b_qkv"]
+  q = qkv[:, :, :, :g].reshape(b, t, cfg.num_heads, cfg.head_dim)  # head n = kv head n // g
+  k, v = qkv[:, :, :, g], qkv[:, :, :, g + 1]
+  if cfg.qk_norm:
+    q = rms_norm(q, p["q_norm"], cfg.rms_norm_eps)
+    k = rms_norm(k, p["k_norm"], cfg.rms_norm_eps)
+  q = constrain(apply_rope(q, cos, sin), ("batch", "length", "heads", "head_dim"))
+  return q, apply_rope(k, cos, sin), v
+
+
+def _finish_layer(cfg, p, x_BxTxD, attn_BxTxNH):
+  """Residual output projection, then the residual SwiGLU MLP (the rest of the model's `_block`)."""
+  x = x_BxTxD + jnp.einsum("btf,fd->btd", attn_BxTxNH, p["wo"]).astype(x_BxTxD.dtype)
+  x = constrain(x, _ACT)
+  h = rms_norm(x, p["mlp_norm"], cfg.rms_norm_eps)
+  gate_up = jnp.einsum("btd,dcf->btcf", h, p["w_gate_up"])
+  mlp = jnp.einsum("btf,fd->btd", jax.nn.silu(gate_up[:, :, 0]) * gate_up[:, :, 1], p["w_down"])
+  return constrain(x + mlp.astype(x.dtype), _ACT)
+
+
+def _embed(model, tokens_BxT, positions_BxT):
+  cfg = model.cfg
+  x = constrain(model.embed.get_value()[tokens_BxT].astype(cfg.dtype), _ACT)
+  inv_freq = inv_frequencies(cfg.head_dim, cfg.rope_theta, cfg.rope_scaling)
+  return x, rope_cos_sin(positions_BxT, inv_freq)
+
+
+def prefill(model, layer_params: list[dict[str, jax.Array]], tokens_BxT: jax.Array, positions_BxT: jax.Array,
+            mask_BxT: jax.Array, *, cache_len: int, n: int = 1, cache_dtype=None) -> dict[str, list[jax.Array]]:
+  """Run T prompt tokens (left-padded; mask 1 = real) and return the cache of B*n rows: {"k": L x
+  [B*n, KVH, Dh, S], "v": L x [B*n, KVH, S, Dh]}, slots [0, T) holding the prompt (row b*n + j = copy j
+  of prompt b), slots [T, S) zero. No logits are computed."""
+  cfg = model.cfg
+  t = tokens_BxT.shape[1]
+  dtype = cfg.dtype if cache_dtype is None else cache_dtype
+  x, (cos, sin) = _embed(model, tokens_BxT, positions_BxT)
+  mask = attention_mask(t, t, jnp.int32(0), mask_BxT)
+  ks, vs = [], []
+  for p in layer_params:
+    q, k, v = _qkv(cfg, p, x, cos, sin)
+    attn = gqa_attention(q, k, v, mask, cfg.attention_impl)
+    x = _finish_layer(cfg, p, x, attn.reshape(*attn.shape[:2], -1))
+    # [B, T, KVH, Dh] -> n copies per row, laid out and zero-padded to the layer's cache.
+    k = jnp.repeat(k.astype(dtype), n, axis=0) if n > 1 else k.astype(dtype)
+    v = jnp.repeat(v.astype(dtype), n, axis=0) if n > 1 else v.astype(dtype)
+    ks.append(constrain(jnp.pad(jnp.transpose(k, (0, 2, 3, 1)), ((0, 0),) * 3 + ((0, cache_len - t),)),
+                        LAYER_CACHE_AXES["k"]))
+    vs.append(constrain(jnp.pad(jnp.swapaxes(v, 1, 2), ((0, 0), (0, 0), (0, cache_len - t), (0, 0))),
+                        LAYER_CACHE_AXES["v"]))
+  return {"k": ks, "v": vs}
+
+
+def empty_cache(cfg, rows: int, cache_len: int, cache_dtype=None) -> dict[str, list[jax.Array]]:
+  """A zeroed cache in the `prefill` layout (for prompts of length 1, where there is nothing to prefill)."""
+  dtype = cfg.dtype if cache_dtype is None else cache_dtype
+  kvh, h, layers = cfg.num_kv_heads, cfg.head_dim, cfg.num_layers
+  return {"k": [jnp.zeros((rows, kvh, h, cache_len), dtype) for _ in range(layers)],
+          "v": [jnp.zeros((rows, kvh, cache_len, h), dtype) for _ in range(layers)]}
+
+
+def _attend(q_BxNxH, k_BxKxHxS, v_BxKxSxH, mask_BxS):
+  """`models.attention.gqa_attention` (impl "xla") for one query per row on the layer cache: float32
+  scores and softmax, head n uses kv head n // (N / KVH). Returns [B, 1, N*H] in q's dtype."""
   b, n, h = q_BxNxH.shape
-  kvh = k_BxKxSxH.shape[1]
+  kvh = k_BxKxHxS.shape[1]
   q = q_BxNxH.reshape(b, kvh, n // kvh, h)
-  scores = jnp.einsum("bkgh,bksh->bkgs", q, k_BxKxSxH.astype(q.dtype),
+  scores = jnp.einsum("bkgh,bkhs->bkgs", q, k_BxKxHxS.astype(q.dtype),
                       preferred_element_type=jnp.float32) * (1.0 / float(h) ** 0.5)
   scores = jnp.where(mask_BxS[:, None, None, :], scores, _NEG)
   probs = jax.nn.softmax(scores, axis=-1)
   out = jnp.einsum("bkgs,bksh->bkgh", probs.astype(v_BxKxSxH.dtype), v_BxKxSxH,
                    preferred_element_type=jnp.float32)
-  return out.reshape(b, 1, n, h).astype(q_BxNxH.dtype)
-
-
-def _project_qkv(cfg, h_Bx1xD, p, cos, sin):
-  """q [B,1,N,Dh], k/v [B,1,KVH,Dh] for the new token (as in the model's `_block`)."""
-  q = jnp.einsum("btd,dnh->btnh", h_Bx1xD, p["wq"])
-  k = jnp.einsum("btd,dkh->btkh", h_Bx1xD, p["wk"])
-  v = jnp.einsum("btd,dkh->btkh", h_Bx1xD, p["wv"])
-  if cfg.attention_bias:
-    q, k, v = q + p["bq"], k + p["bk"], v + p["bv"]
-  if cfg.qk_norm:
-    q = rms_norm(q, p["q_norm"], cfg.rms_norm_eps)
-    k = rms_norm(k, p["k_norm"], cfg.rms_norm_eps)
-  return apply_rope(q, cos, sin), apply_rope(k, cos, sin), v
-
-
-def split_layer_params(model) -> list[dict[str, jax.Array]]:
-  """Per-layer param dicts (static slices of the stacked [L, ...] params, cast to cfg.dtype). Call it
-  outside the decode loop: sliced once per sampling call instead of once per step and layer."""
-  cfg = model.cfg
-  stacked = model.layers.stacked(cfg)
-  return [{name: a[l].astype(cfg.dtype) for name, a in stacked.items()} for l in range(cfg.num_layers)]
-
-
-def to_layer_list(cache: dict[str, jax.Array]) -> dict[str, list[jax.Array]]:
-  """Model-layout cache {"k","v"}: [L, B, S, KVH, Dh] -> per-layer kv-major lists of [B, KVH, S, Dh]."""
-  return {name: [jnp.swapaxes(x[l], 1, 2) for l in range(x.shape[0])] for name, x in cache.items()}
+  return out.reshape(b, 1, n * h).astype(q_BxNxH.dtype)
 
 
 def decode_step(model, layer_params: list[dict[str, jax.Array]], token_B: jax.Array,
@@ -80,39 +154,28 @@ def decode_step(model, layer_params: list[dict[str, jax.Array]], token_B: jax.Ar
                 kv_mask_BxS: jax.Array) -> tuple[jax.Array, dict[str, list[jax.Array]]]:
   """Feed one token per row at cache slot `slot` (traced int32); returns (float32 logits [B, V], cache).
 
-  layer_params: `split_layer_params(model)`. cache: `to_layer_list` layout {"k","v"}: L arrays
-  [B, KVH, S, Dh], each updated in place when carried through a loop. kv_mask_BxS must already be 1
-  at `slot` for real tokens (the model's `decode` contract); the query attends to slots s <= slot with
-  kv_mask 1. position_B: RoPE positions (cumsum(mask) - 1 convention).
+  layer_params: `split_layer_params(model)`. cache: the `prefill` layout, each array updated in place
+  when carried through a loop. kv_mask_BxS must already be 1 at `slot` for real tokens (the model's
+  `decode` contract); the query attends to slots s <= slot with kv_mask 1. position_B: RoPE positions
+  (cumsum(mask) - 1 convention).
   """
   cfg = model.cfg
-  s = cache["k"][0].shape[2]
+  s = cache["v"][0].shape[2]
   slot = jnp.asarray(slot, jnp.int32)
-  x = model.embed.get_value()[token_B[:, None]].astype(cfg.dtype)
-  x = constrain(x, ACT_AXES)
-  inv_freq = inv_frequencies(cfg.head_dim, cfg.rope_theta, cfg.rope_scaling)
-  cos, sin = rope_cos_sin(position_B[:, None], inv_freq)
+  x, (cos, sin) = _embed(model, token_B[:, None], position_B[:, None])
   mask_BxS = attention_mask(1, s, slot, kv_mask_BxS)[:, 0]
   zero = jnp.int32(0)
   new_k, new_v = [], []
-  # Unrolled over layers (not a scan): each layer's weights and cache are whole buffers that the dots
-  # read directly; a scan would dynamic-slice (copy) every layer's weights and cache on every step.
   for p, k_cache, v_cache in zip(layer_params, cache["k"], cache["v"]):
-    h = rms_norm(x, p["attn_norm"], cfg.rms_norm_eps)
-    q, k, v = _project_qkv(cfg, h, p, cos, sin)
-    q = constrain(q, ("batch", "length", "heads", "head_dim"))
-    at = (zero, zero, slot, zero)  # [B, 1, KVH, Dh] -> [B, KVH, 1, Dh] at slot, in place
-    k_new = jnp.swapaxes(k, 1, 2).astype(k_cache.dtype)
-    v_new = jnp.swapaxes(v, 1, 2).astype(v_cache.dtype)
-    k_cache = constrain(jax.lax.dynamic_update_slice(k_cache, k_new, at), LAYER_CACHE_AXES)
-    v_cache = constrain(jax.lax.dynamic_update_slice(v_cache, v_new, at), LAYER_CACHE_AXES)
-    new_k.append(k_cache)
-    new_v.append(v_cache)
-    attn = _attend(q[:, 0], k_cache, v_cache, mask_BxS)
-    x = x + jnp.einsum("btnh,nhd->btd", attn, p["wo"]).astype(x.dtype)
-    x = constrain(x, ACT_AXES)
-    h = rms_norm(x, p["mlp_norm"], cfg.rms_norm_eps)
-    x = constrain(x + swiglu_mlp(h, p["w_gate"], p["w_up"], p["w_down"]).astype(x.dtype), ACT_AXES)
+    q, k, v = _qkv(cfg, p, x, cos, sin)
+    # The new key [B, 1, KVH, Dh] -> [B, KVH, Dh, 1] and value -> [B, KVH, 1, Dh], written at the slot.
+    k_cache = jax.lax.dynamic_update_slice(k_cache, jnp.transpose(k, (0, 2, 3, 1)).astype(k_cache.dtype),
+                                           (zero, zero, zero, slot))
+    v_cache = jax.lax.dynamic_update_slice(v_cache, jnp.swapaxes(v, 1, 2).astype(v_cache.dtype),
+                                           (zero, zero, slot, zero))
+    new_k.append(constrain(k_cache, LAYER_CACHE_AXES["k"]))
+    new_v.append(constrain(v_cache, LAYER_CACHE_AXES["v"]))
+    x = _finish_layer(cfg, p, x, _attend(q[:, 0], new_k[-1], new_v[-1], mask_BxS))
   h = rms_norm(x[:, 0], model.final_norm.get_value().astype(cfg.dtype), cfg.rms_norm_eps)
   w = model.unembedding().astype(cfg.dtype)
   logits = jnp.einsum("bd,dv->bv", h, w, preferred_element_type=jnp.float32)

@@ -5,13 +5,13 @@
                        temperature=1.0, top_p=1.0, top_k=0, greedy=False)
 
 One compiled XLA program per static signature does everything:
-  1. prefill (`Transformer.decode`): the B prompts (left-padded; bucketed to Pb = round_up(P,
-     prompt_bucket) by adding more left padding) minus their last column are written to a zeroed cache
-     [L, B, S, KVH, Dh] (sharded by `cache_shardings`), S = Pb + Nb (Nb = round_up(max_new_tokens,
-     gen_bucket)). Only the cache is kept, so XLA drops the [B, Pb-1, V] prefill logits entirely.
-  2. the cache (split once into the per-layer kv-major L x [B, KVH, S, Dh] of `decode.decode_step`),
-     kv mask and last prompt token are repeated to B*n rows (row b*n + j = sample j of prompt b, so
-     GRPO groups are contiguous): the prompt is never recomputed n times.
+  1. prefill (`decode.prefill`): the B prompts (left-padded; bucketed to Pb = round_up(P,
+     prompt_bucket) by adding more left padding) minus their last column run through the model once
+     (no logits) and their keys/values fill slots [0, Pb-1) of the per-layer cache of `decode`
+     (keys L x [B*n, KVH, Dh, S], values L x [B*n, KVH, S, Dh], S = Pb + Nb, Nb =
+     round_up(max_new_tokens, gen_bucket)).
+  2. that cache, the kv mask and the last prompt token are repeated to B*n rows (row b*n + j = sample
+     j of prompt b, so GRPO groups are contiguous): the prompt is never recomputed n times.
   3. `lax.while_loop` over steps i: feed the previous token (the last prompt token at i = 0) at cache
      slot Pb-1+i, sample token i from its logits, stop a row when it emits a stop id. The loop ends when
      i == max_new_tokens or every row has stopped (early exit; `SampleOutput.num_steps` counts steps).
@@ -40,9 +40,8 @@ import numpy as np
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 
-from simko_jax.models.transformer import cache_shardings
 from simko_jax.parallel import logical_to_sharding, logical_to_spec, use_rules
-from simko_jax.sampling.decode import LAYER_CACHE_AXES, decode_step, split_layer_params, to_layer_list
+from simko_jax.sampling.decode import LAYER_CACHE_AXES, decode_step, empty_cache, prefill, split_layer_params
 from simko_jax.sampling.filtering import sample_next
 
 FINISH_STOP = 0    # emitted a stop id (EOS); it is the last token inside response_mask
@@ -89,7 +88,7 @@ def round_up(x: int, multiple: int) -> int:
 class _Loop(NamedTuple):
   """While-loop carry (Bn = B*n rows, S cache slots, Nb response buffer columns)."""
   step: jax.Array          # [] int32
-  cache: dict              # {"k", "v"}: L x [Bn, KVH, S, Dh] (per layer, kv-major)
+  cache: dict              # {"k": L x [Bn, KVH, Dh, S], "v": L x [Bn, KVH, S, Dh]} (`decode`)
   kv_mask: jax.Array       # [Bn, S] int32
   token: jax.Array         # [Bn] int32, the token fed at this step
   done: jax.Array          # [Bn] bool, row has emitted a stop id
@@ -110,13 +109,11 @@ def _sample_program(graphdef, state, prompt_BxP, prompt_mask_BxP, key, temperatu
   pmask = prompt_mask_BxP.astype(jnp.int32)
   positions_BxP = jnp.maximum(jnp.cumsum(pmask, axis=-1) - 1, 0)
 
-  def shard_cache(cache, axes=None):  # axes None: the model's layout, placed by `cache_shardings`
+  def shard_cache(cache):  # the decode loop's per-layer layout (`decode.LAYER_CACHE_AXES`)
     if mesh is None:
       return cache
-    if axes is None:
-      return jax.tree.map(jax.lax.with_sharding_constraint, cache, cache_shardings(cache, mesh, rules))
-    return jax.tree.map(lambda x: jax.lax.with_sharding_constraint(
-        x, logical_to_sharding(axes, mesh, rules, x.shape)), cache)
+    place = lambda x, axes: jax.lax.with_sharding_constraint(x, logical_to_sharding(axes, mesh, rules, x.shape))
+    return {name: [place(x, LAYER_CACHE_AXES[name]) for x in xs] for name, xs in cache.items()}
 
   def shard_rows(x):  # batch rows over ("data", "fsdp") like the model's activations
     if mesh is None:
@@ -124,19 +121,19 @@ def _sample_program(graphdef, state, prompt_BxP, prompt_mask_BxP, key, temperatu
     spec = logical_to_spec(("batch",) + (None,) * (x.ndim - 1), mesh, rules, x.shape)
     return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, spec))
 
-  # 1. Prefill all but the last prompt column on B rows; the logits are unused, so XLA removes them.
-  cache = shard_cache(model.init_cache(b, s, cache_dtype))
-  kv_mask_BxS = jnp.concatenate([pmask, jnp.zeros((b, n_buf), jnp.int32)], axis=-1)
-  if p > 1:
-    _, cache = model.decode(prompt_BxP[:, :-1], positions_BxP[:, :-1], cache, jnp.int32(0), kv_mask_BxS)
-
-  # 2. Broadcast the prefilled prompt state to the B*n sample rows.
   def rep(x, axis=0):
     return jnp.repeat(x, n, axis=axis, total_repeat_length=x.shape[axis] * n) if n > 1 else x
 
-  # ... in the decode loop's per-layer kv-major layout L x [B*n, KVH, S, Dh] (see `decode`).
-  cache = shard_cache(jax.tree.map(rep, to_layer_list(cache)), LAYER_CACHE_AXES)
+  # 1-2. Prefill all but the last prompt column on the B prompts (no logits) straight into the decode
+  # loop's per-layer cache of B*n rows: the prompt is never recomputed n times.
   layer_params = split_layer_params(model)  # sliced once, outside the loop
+  kv_mask_BxS = jnp.concatenate([pmask, jnp.zeros((b, n_buf), jnp.int32)], axis=-1)
+  if p > 1:
+    cache = prefill(model, layer_params, prompt_BxP[:, :-1], positions_BxP[:, :-1], pmask[:, :-1],
+                    cache_len=s, n=n, cache_dtype=cache_dtype)
+  else:
+    cache = empty_cache(model.cfg, bn, s, cache_dtype)
+  cache = shard_cache(cache)
   last_pos_Bn = rep(positions_BxP[:, -1])
 
   # 3. Decode loop: step i feeds `token` at slot p-1+i and samples response token i.
@@ -158,7 +155,7 @@ def _sample_program(graphdef, state, prompt_BxP, prompt_mask_BxP, key, temperatu
     # The sampled token is written at slot p+i next step; it is a visible key only for live rows.
     kv_mask = jax.lax.dynamic_update_slice(c.kv_mask, live.astype(jnp.int32)[:, None], (jnp.int32(0), p + i))
     done = c.done | (live & jnp.isin(tok, stop_ids_K))
-    cache = shard_cache(cache, LAYER_CACHE_AXES)
+    cache = shard_cache(cache)
     return _Loop(i + 1, cache, kv_mask, tok, done, out_tokens, out_logprobs, out_mask)
 
   init = _Loop(
