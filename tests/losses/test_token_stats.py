@@ -51,3 +51,28 @@ def test_topk_gradient_flows_to_candidates_only():
 def test_num_candidates_capped_at_vocab():
   stats = token_stats_from_logits(jnp.zeros((2, 4)), jnp.array([0, 1]), num_candidates=10)
   assert stats.topk_logp.shape == (2, 4)
+
+
+def test_rank1_ties_resolve_to_the_lowest_id_like_argmax():
+  # bf16-like logits with exact ties at the maximum (ids 1 and 3) and elsewhere (ids 0 and 4).
+  logits = jnp.asarray([[0.5, 2.0, 1.0, 2.0, 0.5]] * 5, jnp.bfloat16)
+  targets = jnp.arange(5)
+  stats = token_stats_from_logits(logits, targets)
+  want = np.asarray(targets) == np.argmax(np.asarray(logits, np.float32), axis=-1)
+  np.testing.assert_array_equal(np.asarray(stats.is_rank1), want)
+  assert np.asarray(stats.is_rank1).tolist() == [False, True, False, False, False]
+
+
+def test_entropy_gradient_matches_autodiff_of_the_definition():
+  logits = jax.random.normal(jax.random.key(3), (4, 11)) * 2.0
+  targets = jnp.zeros((4,), jnp.int32)
+
+  def ours(z):
+    return jnp.sum(token_stats_from_logits(z, targets, entropy_grad=True).entropy)
+
+  def reference(z):
+    logp = jax.nn.log_softmax(z, axis=-1)
+    return jnp.sum(-jnp.sum(jnp.exp(logp) * logp, axis=-1))
+
+  np.testing.assert_allclose(ours(logits), reference(logits), rtol=1e-6)
+  np.testing.assert_allclose(jax.grad(ours)(logits), jax.grad(reference)(logits), atol=1e-6)
