@@ -175,8 +175,8 @@ class Sampler:
   RL step) reuse the compiled program. pad_id: fills prompt bucket padding and post-stop tokens.
   stop_ids: default stop set (e.g. EOS ids), overridable per call. mesh/rules: run under this mesh
   (params must already be placed, e.g. `shard_model`); batch rows are sharded over ("data", "fsdp") and
-  the cache by `cache_shardings`. prompt_bucket/gen_bucket: P and max_new_tokens are rounded up to these
-  multiples for the static shapes. cache_dtype: default the model's compute dtype.
+  the cache by `decode.LAYER_CACHE_AXES`. prompt_bucket/gen_bucket: P and max_new_tokens are rounded up
+  to these multiples for the static shapes. cache_dtype: default the model's compute dtype.
   """
 
   def __init__(self, graphdef, *, pad_id: int = 0, stop_ids: Sequence[int] = (), mesh=None, rules=None,
