@@ -41,6 +41,27 @@ def test_greedy_equals_stepwise_argmax_of_full_forward(make_cfg):
   assert int(out.num_steps) == n_new
 
 
+def test_greedy_and_logprobs_across_key_blocks(llama):
+  """A 192-slot cache holds keys in three 64-slot blocks (`decode.key_block`); decoding from slot 63 to
+  132 writes into all three and attends across them."""
+  model, _, state, fwd = llama
+  sampler = Sampler(nnx.split(model)[0], prompt_bucket=64, gen_bucket=64)
+  prompt, pmask = left_padded(model.cfg.vocab_size, LENGTHS, P, seed=4)
+  n_new = 70
+  greedy = sampler.sample(state, prompt, pmask, jax.random.key(0), max_new_tokens=n_new, greedy=True,
+                          stop_ids=())
+  tokens = np.concatenate([prompt, np.zeros((3, n_new), np.int32)], axis=1)
+  mask = np.concatenate([pmask, np.ones((3, n_new), np.int32)], axis=1)
+  logits = fwd(np.asarray(greedy.tokens), mask)
+  tokens[:, P:] = np.asarray(greedy.tokens)[:, P:]
+  # Every greedy step checked at once: each sampled token is the argmax of the full forward over the
+  # sampled prefix (causal, so one forward over the whole sequence equals the 70-step loop above).
+  np.testing.assert_array_equal(np.asarray(logits)[:, P - 1:-1].argmax(-1), tokens[:, P:])
+  out = sampler.sample(state, prompt, pmask, jax.random.key(3), n=2, max_new_tokens=n_new, stop_ids=())
+  ref = trainer_logprobs(fwd, out.tokens, out.attention_mask, P, 1.0)
+  np.testing.assert_allclose(np.asarray(out.logprobs), ref, atol=1e-5, rtol=0)
+
+
 @pytest.mark.parametrize("temperature,top_p,top_k", [(0.7, 1.0, 0), (1.3, 0.9, 0), (1.0, 0.8, 20)])
 def test_logprobs_equal_trainer_recompute_fp32(llama, temperature, top_p, top_k):
   model, sampler, state, fwd = llama
