@@ -1,6 +1,6 @@
 """Decode throughput: our sampler vs transformers `generate` and Google Tunix's sampler (SmolLM2-135M shape).
 
-  python benchmarks/sampling.py                       # ours + both peers (~10 min on 2 busy CPU cores)
+  python benchmarks/sampling.py                       # ours + both peers (~9 min on 2 quiet CPU cores)
   python benchmarks/sampling.py --peers none          # ours only
   python benchmarks/sampling.py --peers transformers,tunix --tunix_python /tmp/venv-peers/bin/python
 
@@ -16,7 +16,8 @@ weights (speed does not depend on the values with the stop disabled).
                 half of its warm runs before the peers and half after, so drift hits all alike. Compilation
                 is reported separately: ours = `Sampler.lower(...).compile()` time; Tunix = first call
                 minus best warm call; transformers compiles nothing (warmed up by a 4-token call, and
-                timed on `--transformers_runs` runs, default 1, since one call takes ~5 min here).
+                timed on `--transformers_runs` runs, default `--runs`; ~26 s per call on the quiet
+                2-core machine, ~7 min at load 6).
   roofline    = achieved FLOP/s / measured matmul FLOP/s, where
                 achieved FLOP/s = 2 * (params_non_embedding + params_lm_head) * tokens/s
                 (the dense matmul work per generated token; attention over the cache and the prefill are
@@ -138,7 +139,8 @@ def main():
   ap.add_argument("--prompt", type=int, default=64)
   ap.add_argument("--new", type=int, default=128)
   ap.add_argument("--runs", type=int, default=3)
-  ap.add_argument("--transformers_runs", type=int, default=1, help="its calls take minutes on 2 cores")
+  ap.add_argument("--transformers_runs", type=int, default=None,
+                  help="default: --runs (fewer if its calls take minutes, e.g. on a loaded machine)")
   ap.add_argument("--weights", choices=("auto", "gguf", "random"), default="auto")
   ap.add_argument("--peers", default="transformers,tunix", help="comma list, or 'none'")
   ap.add_argument("--tunix_python", default="/tmp/venv-peers/bin/python",
@@ -158,7 +160,8 @@ def main():
   rows = []
   peers = [] if args.peers == "none" else args.peers.split(",")
   if "transformers" in peers:
-    rows.append(bench_peer("transformers_generate.py", sys.executable, args, args.transformers_runs))
+    runs = args.runs if args.transformers_runs is None else args.transformers_runs
+    rows.append(bench_peer("transformers_generate.py", sys.executable, args, runs))
   if "tunix" in peers:
     if os.path.exists(args.tunix_python):
       rows.append(bench_peer("tunix_sampler.py", args.tunix_python, args, args.runs))
