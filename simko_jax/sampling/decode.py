@@ -12,8 +12,8 @@ the full forward), laid out for speed. Each choice was measured on SmolLM2-135M,
     scan over a stacked cache copies the whole cache every step. Each layer's cache is its own
     while-loop carry written by one `dynamic_update_slice` at the new slot (in place). Cost: one copy
     of the layer weights in cfg.dtype while sampling; compile time grows with depth.
-  * cache layout per layer: keys transposed and split into blocks of `key_block(S)` (64) slots, S/64
-    arrays [B, KVH, Dh, 64]; values [B, KVH, S, Dh]. Both attention contractions are then plain
+  * cache layout per layer: keys transposed and split into `key_block(S)`-slot blocks (64 slots, at
+    most 4 blocks), arrays [B, KVH, Dh, blk]; values [B, KVH, S, Dh]. Both attention contractions are then plain
     [G, Dh] x [Dh, 64] and [G, S] x [S, Dh] matmuls per (row, kv head). Scores over 30 layers: the
     model's [B, S, KVH, Dh] made XLA:CPU transpose the cache every step (attention 130 ms/step);
     kv-major [B, KVH, S, Dh] keys 20 ms/step, transposed [B, KVH, Dh, S] keys 13-14 ms, 64-slot key
@@ -35,11 +35,11 @@ import jax.numpy as jnp
 from simko_jax.models.attention import attention_mask, gqa_attention
 from simko_jax.models.layers import rms_norm
 from simko_jax.models.rope import apply_rope, inv_frequencies, rope_cos_sin
+from simko_jax.models.transformer import ACT_AXES as _ACT
 from simko_jax.parallel import constrain
 
 LAYER_CACHE_AXES = {"k": ("batch", "kv_heads", "head_dim", "cache_length"),
                     "v": ("batch", "kv_heads", "cache_length", "head_dim")}
-_ACT = ("batch", "length", "embed")
 _NEG = -0.7 * float(jnp.finfo(jnp.float32).max)  # the masked-score value of models.attention
 
 
@@ -139,12 +139,16 @@ def empty_cache(cfg, rows: int, cache_len: int, cache_dtype=None) -> dict[str, l
           "v": [jnp.zeros((rows, kvh, cache_len, h), dtype) for _ in range(layers)]}
 
 
+MAX_KEY_BLOCKS = 4  # bounds the per-step block writes and the HLO size for long caches
+
+
 def key_block(cache_len: int) -> int:
-  """Slots per key block: 64 (or the largest power of two <= 64 dividing cache_len)."""
-  blk = 64
-  while cache_len % blk:
-    blk //= 2
-  return blk
+  """Slots per key block: cache_len / nb for the largest nb <= min(MAX_KEY_BLOCKS, cache_len // 64)
+  dividing cache_len (at least 1 block). S = 192 -> three blocks of 64; S = 4096 -> four of 1024."""
+  nb = min(MAX_KEY_BLOCKS, max(1, cache_len // 64))
+  while cache_len % nb:
+    nb -= 1
+  return cache_len // nb
 
 
 def _write_key(blocks: list[jax.Array], k_BxKxHx1: jax.Array, slot: jax.Array) -> list[jax.Array]:
