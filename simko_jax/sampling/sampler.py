@@ -8,7 +8,7 @@ One compiled XLA program per static signature does everything:
   1. prefill (`decode.prefill`): the B prompts (left-padded; bucketed to Pb = round_up(P,
      prompt_bucket) by adding more left padding) minus their last column run through the model once
      (no logits) and their keys/values fill slots [0, Pb-1) of the per-layer cache of `decode`
-     (keys in <= 4 blocks [B*n, KVH, Dh, blk], values [B*n, KVH, S, Dh] per layer, S = Pb + Nb, Nb =
+     (keys in <= 32 blocks [B*n, KVH, Dh, blk], values [B*n, KVH, S, Dh] per layer, S = Pb + Nb, Nb =
      round_up(max_new_tokens, gen_bucket)).
   2. that cache, the kv mask and the last prompt token are repeated to B*n rows (row b*n + j = sample
      j of prompt b, so GRPO groups are contiguous): the prompt is never recomputed n times.
