@@ -114,6 +114,7 @@ def prefill(model, layer_params: list[dict[str, jax.Array]], tokens_BxT: jax.Arr
   dtype = cfg.dtype if cache_dtype is None else cache_dtype
   x, (cos, sin) = _embed(model, tokens_BxT, positions_BxT)
   mask = attention_mask(t, t, jnp.int32(0), mask_BxT)
+  blk = key_block(cache_len)
   ks, vs = [], []
   for p in layer_params:
     q, k, v = _qkv(cfg, p, x, cos, sin)
@@ -123,7 +124,6 @@ def prefill(model, layer_params: list[dict[str, jax.Array]], tokens_BxT: jax.Arr
     k = jnp.repeat(k.astype(dtype), n, axis=0) if n > 1 else k.astype(dtype)
     v = jnp.repeat(v.astype(dtype), n, axis=0) if n > 1 else v.astype(dtype)
     k_full = jnp.pad(jnp.transpose(k, (0, 2, 3, 1)), ((0, 0),) * 3 + ((0, cache_len - t),))
-    blk = key_block(cache_len)
     ks.append([constrain(k_full[..., j:j + blk], LAYER_CACHE_AXES["k"]) for j in range(0, cache_len, blk)])
     vs.append(constrain(jnp.pad(jnp.swapaxes(v, 1, 2), ((0, 0), (0, 0), (0, cache_len - t), (0, 0))),
                         LAYER_CACHE_AXES["v"]))

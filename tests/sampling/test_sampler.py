@@ -55,7 +55,7 @@ def test_greedy_and_logprobs_across_key_blocks(llama):
   logits = fwd(np.asarray(greedy.tokens), mask)
   tokens[:, P:] = np.asarray(greedy.tokens)[:, P:]
   # Every greedy step checked at once: each sampled token is the argmax of the full forward over the
-  # sampled prefix (causal, so one forward over the whole sequence equals the 70-step loop above).
+  # sampled prefix (causal, so one forward over the whole sequence equals a 70-step greedy loop).
   np.testing.assert_array_equal(np.asarray(logits)[:, P - 1:-1].argmax(-1), tokens[:, P:])
   out = sampler.sample(state, prompt, pmask, jax.random.key(3), n=2, max_new_tokens=n_new, stop_ids=())
   ref = trainer_logprobs(fwd, out.tokens, out.attention_mask, P, 1.0)
