@@ -36,18 +36,29 @@ def categorical(key: jax.Array, logits_BxV: jax.Array) -> jax.Array:
   the cost of a SmolLM2 LM head). Here: P(chunk c) = mass_c / total, then P(token | c) = p / mass_c,
   whose product is softmax(logits). -inf logits have probability 0.
   """
+  return categorical_and_logz(key, logits_BxV)[0]
+
+
+def categorical_and_logz(key: jax.Array, logits_BxV: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """`categorical` and logsumexp(logits) [B] float32 from the same exp pass: the chunk masses the draw
+  needs also sum to the partition function, so the unfiltered sampler reads the logits twice, not four
+  times (~1.4 ms of a 32 x 49k step on 2 CPU cores)."""
   b, v = logits_BxV.shape
   if v <= 2 * CHUNK:
-    return jax.random.categorical(key, logits_BxV, axis=-1).astype(jnp.int32)
+    return (jax.random.categorical(key, logits_BxV, axis=-1).astype(jnp.int32),
+            jax.nn.logsumexp(logits_BxV, axis=-1))
   n_chunks = -(-v // CHUNK)
   pad = n_chunks * CHUNK - v
   logits = jnp.pad(logits_BxV, ((0, 0), (0, pad)), constant_values=_NEG_INF) if pad else logits_BxV
-  probs_BxCxK = jnp.exp(logits - jnp.max(logits, axis=-1, keepdims=True)).reshape(b, n_chunks, CHUNK)
+  max_Bx1 = jnp.max(logits, axis=-1, keepdims=True)
+  probs_BxCxK = jnp.exp(logits - max_Bx1).reshape(b, n_chunks, CHUNK)
+  mass_BxC = probs_BxCxK.sum(-1)
   key_chunk, key_token = jax.random.split(key)
-  chunk_B = jax.random.categorical(key_chunk, jnp.log(probs_BxCxK.sum(-1)), axis=-1)
+  chunk_B = jax.random.categorical(key_chunk, jnp.log(mass_BxC), axis=-1)
   inside_BxK = jnp.take_along_axis(probs_BxCxK, chunk_B[:, None, None], axis=1)[:, 0]
   token_B = jax.random.categorical(key_token, jnp.log(inside_BxK), axis=-1)
-  return (chunk_B * CHUNK + token_B).astype(jnp.int32)
+  logz_B = max_Bx1[:, 0] + jnp.log(mass_BxC.sum(-1))
+  return (chunk_B * CHUNK + token_B).astype(jnp.int32), logz_B
 
 
 def _nucleus_mask(sorted_logits_BxK: jax.Array, top_p: jax.Array, logz_Bx1: jax.Array) -> jax.Array:
@@ -95,9 +106,13 @@ def sample_next(logits_BxV: jax.Array, key: jax.Array, temperature: jax.Array | 
   """
   logits_BxV = logits_BxV.astype(jnp.float32)
   scaled_BxV = logits_BxV / temperature
-  logz_B = jax.nn.logsumexp(scaled_BxV, axis=-1)
   if use_top_p is None:
     use_top_p = not isinstance(top_p, (int, float)) or top_p < 1.0
+  if not (greedy or top_k > 0 or use_top_p):  # the RL default: one exp pass for the draw and logz
+    token_B, logz_B = categorical_and_logz(key, scaled_BxV)
+    picked_B = jnp.take_along_axis(scaled_BxV, token_B[:, None], axis=-1)[:, 0]
+    return token_B, picked_B - logz_B
+  logz_B = jax.nn.logsumexp(scaled_BxV, axis=-1)
   if greedy:
     token_B = jnp.argmax(logits_BxV, axis=-1).astype(jnp.int32)
   elif top_k > 0:
@@ -107,9 +122,7 @@ def sample_next(logits_BxV: jax.Array, key: jax.Array, temperature: jax.Array | 
     keep = (_nucleus_mask(vals, top_p, jax.nn.logsumexp(vals, axis=-1, keepdims=True)) if use_top_p
             else jnp.ones(vals.shape, bool))
     token_B = _draw_sorted(key, vals, idx, keep)
-  elif use_top_p:
-    token_B = _top_p_draw(key, scaled_BxV, logz_B, top_p)
   else:
-    token_B = categorical(key, scaled_BxV)
+    token_B = _top_p_draw(key, scaled_BxV, logz_B, top_p)
   picked_B = jnp.take_along_axis(scaled_BxV, token_B[:, None], axis=-1)[:, 0]
   return token_B, picked_B - logz_B

@@ -65,10 +65,12 @@ def test_large_vocab_paths_match_reference(top_p):
   flat = rng.normal(size=(1, v)).astype(np.float32) * 0.1    # nucleus of 0.9 needs ~900 tokens
   for logits in (peaked, flat):
     keys = jax.random.split(jax.random.key(3), DRAWS)
-    draw = jax.jit(jax.vmap(lambda k: sample_next(jnp.asarray(logits), k, 1.0, top_p)[0]))
-    tok = np.asarray(draw(keys))[:, 0]
+    draw = jax.jit(jax.vmap(lambda k: sample_next(jnp.asarray(logits), k, 1.0, top_p)))
+    tok, lp = (np.asarray(a)[:, 0] for a in draw(keys))
     probs = np.exp(logits[0].astype(np.float64) - logits[0].max())
     probs /= probs.sum()
+    # The unfiltered log-prob (top_p = 1: logz from the draw's chunk masses; else a separate logsumexp).
+    np.testing.assert_allclose(lp, np.log(probs[tok]), atol=1e-5)
     order = np.argsort(-probs)
     keep = order[(np.cumsum(probs[order]) - probs[order]) < top_p]
     assert set(tok.tolist()) <= set(keep.tolist())
