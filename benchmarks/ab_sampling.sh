@@ -6,7 +6,8 @@
 # Checks both revisions out as worktrees under ${TMPDIR:-/tmp}, then runs `benchmarks/sampling.py
 # --peers none --runs RUNS` (same workload as the peer table) alternately A, B, A, B, ... PAIRS times
 # with this checkout's .venv, each revision importing its own simko_jax, and prints best tok/s per run
-# and the mean B / A ratio. Run it alone on the machine (~2.5 min per pair on 2 CPU cores).
+# and the mean B / A ratio. Run it alone on the machine (~2.5 min per pair on 2 CPU cores). Other
+# workloads: SAMPLING_ARGS="--new 448" bash benchmarks/ab_sampling.sh ... (extra sampling.py flags).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 a=$1 b=$2 pairs=${3:-3} runs=${4:-3}
@@ -19,7 +20,7 @@ git worktree add -q --detach "$tmp/B" "$b"
 for i in $(seq 1 "$pairs"); do
   for v in A B; do
     (cd "$tmp/$v" && PYTHONPATH="$tmp/$v" HF_HUB_OFFLINE=1 "$py" benchmarks/sampling.py --peers none \
-      --runs "$runs" | sed -n 's/^JSON //p' > "$tmp/$v.$i.json")
+      --runs "$runs" ${SAMPLING_ARGS:-} | sed -n 's/^JSON //p' > "$tmp/$v.$i.json")
     "$py" -c "import json,sys; r=json.load(open(sys.argv[1]))['results'][0]; print(sys.argv[2], sys.argv[3], r['tokens_per_s'], 'tok/s best,', r['tokens_per_s_median'], 'median')" "$tmp/$v.$i.json" "$v" "$i"
   done
 done

@@ -13,13 +13,17 @@ the full forward), laid out for speed. Each choice was measured on SmolLM2-135M,
     scan over a stacked cache copies the whole cache every step. Each layer's cache is its own
     while-loop carry written by one `dynamic_update_slice` at the new slot (in place). Cost: one copy
     of the layer weights in cfg.dtype while sampling; compile time grows with depth.
-  * cache layout per layer: keys transposed and split into `key_block(S)`-slot blocks (64 slots, at
-    most `MAX_KEY_BLOCKS`), arrays [B, KVH, Dh, blk]; values [B, KVH, S, Dh]. Both attention contractions are then plain
-    [G, Dh] x [Dh, 64] and [G, S] x [S, Dh] matmuls per (row, kv head). Scores over 30 layers: the
-    model's [B, S, KVH, Dh] made XLA:CPU transpose the cache every step (attention 130 ms/step);
-    kv-major [B, KVH, S, Dh] keys 20 ms/step, transposed [B, KVH, Dh, S] keys 13-14 ms, 64-slot key
-    blocks 6.6 ms (XLA:CPU's batched matmul is far faster with 64 output columns than with 192).
-    A new key is written into its block by `_write_key` without copying any block.
+  * cache layout per layer: keys transposed and values kv-major, both split into `key_block(S)`-slot
+    blocks (64 slots, at most `MAX_KEY_BLOCKS`): keys [B, KVH, Dh, blk], values [B, KVH, blk, Dh]. Both
+    attention contractions are then plain [G, Dh] x [Dh, blk] and [G, blk] x [blk, Dh] matmuls per
+    (row, kv head). Scores over 30 layers: the model's [B, S, KVH, Dh] made XLA:CPU transpose the cache
+    every step (attention 130 ms/step); kv-major [B, KVH, S, Dh] keys 20 ms/step, transposed
+    [B, KVH, Dh, S] keys 13-14 ms, 64-slot key blocks 6.6 ms (XLA:CPU's batched matmul is far faster
+    with 64 output columns than with 192). A new key/value is written into its block by `_write_slot`
+    without copying any block.
+  * blocks that start after the current slot hold no visible key yet: their score and value matmuls
+    sit behind a `lax.cond` and are skipped, so attention costs what the sequence so far needs, not
+    the whole preallocated cache (S = 1024, steps 64..1023, 30 layers: attention 64-67 -> 46 ms/step).
   * fused weights: q/k/v are one [D, KVH, G+2, Dh] matmul (per kv head: its G query heads, then its
     key and value head, so a "kv_heads" sharding splits whole groups) and gate/up one [D, 2, F] matmul;
     the output projection is a flat [N*Dh, D] matrix, which stops XLA:CPU from transposing the
@@ -119,7 +123,8 @@ def prefill(model, layer_params: list[dict[str, jax.Array]], tokens_BxT: jax.Arr
             mask_BxT: jax.Array, rope: tuple[jax.Array, jax.Array], *, cache_len: int, n: int = 1,
             cache_dtype=None) -> dict[str, list[jax.Array]]:
   """Run T prompt tokens (left-padded; mask 1 = real) and return the cache of B*n rows: {"k": L lists of
-  S/blk key blocks [B*n, KVH, Dh, blk] (blk = `key_block(S)`), "v": L x [B*n, KVH, S, Dh]}, slots [0, T)
+  S/blk key blocks [B*n, KVH, Dh, blk] (blk = `key_block(S)`), "v": L lists of S/blk value blocks
+  [B*n, KVH, blk, Dh]}; block j holds slots [j*blk, (j+1)*blk), slots [0, T)
   holding the prompt (row b*n + j = copy j of prompt b), slots [T, S) zero. No logits are computed.
   positions_BxT: RoPE positions in [0, S) (pads may hold any position: they are masked keys); rope:
   `rope_table(cfg, S)`."""
@@ -139,8 +144,8 @@ def prefill(model, layer_params: list[dict[str, jax.Array]], tokens_BxT: jax.Arr
     v = jnp.repeat(v.astype(dtype), n, axis=0) if n > 1 else v.astype(dtype)
     k_full = jnp.pad(jnp.transpose(k, (0, 2, 3, 1)), ((0, 0),) * 3 + ((0, cache_len - t),))
     ks.append([constrain(k_full[..., j:j + blk], LAYER_CACHE_AXES["k"]) for j in range(0, cache_len, blk)])
-    vs.append(constrain(jnp.pad(jnp.swapaxes(v, 1, 2), ((0, 0), (0, 0), (0, cache_len - t), (0, 0))),
-                        LAYER_CACHE_AXES["v"]))
+    v_full = jnp.pad(jnp.swapaxes(v, 1, 2), ((0, 0), (0, 0), (0, cache_len - t), (0, 0)))
+    vs.append([constrain(v_full[:, :, j:j + blk], LAYER_CACHE_AXES["v"]) for j in range(0, cache_len, blk)])
   return {"k": ks, "v": vs}
 
 
@@ -150,7 +155,7 @@ def empty_cache(cfg, rows: int, cache_len: int, cache_dtype=None) -> dict[str, l
   kvh, h, layers = cfg.num_kv_heads, cfg.head_dim, cfg.num_layers
   blk = key_block(cache_len)
   return {"k": [[jnp.zeros((rows, kvh, h, blk), dtype) for _ in range(cache_len // blk)] for _ in range(layers)],
-          "v": [jnp.zeros((rows, kvh, cache_len, h), dtype) for _ in range(layers)]}
+          "v": [[jnp.zeros((rows, kvh, blk, h), dtype) for _ in range(cache_len // blk)] for _ in range(layers)]}
 
 
 # Bounds the per-step block writes and the HLO size for long caches. Measured decode steps (SmolLM2,
@@ -168,41 +173,62 @@ def key_block(cache_len: int) -> int:
   return cache_len // nb
 
 
-def _write_key(blocks: list[jax.Array], k_BxKxHx1: jax.Array, slot: jax.Array) -> list[jax.Array]:
-  """Write the new key at `slot` into the one block holding it, in place: every block gets a
-  one-column `dynamic_update_slice`, of the new key in the right block and of its own old column
-  elsewhere (no block is copied)."""
-  blk = blocks[0].shape[-1]
+def _write_slot(blocks: list[jax.Array], new: jax.Array, slot: jax.Array, axis: int, kind: str) -> list[jax.Array]:
+  """Write `new` (size 1 along the blocks' slot `axis`) at cache `slot` into the one block holding it,
+  in place: every block gets a one-slot `dynamic_update_slice`, of `new` in the right block and of its
+  own old slot elsewhere (no block is copied). kind: "k" or "v", for `LAYER_CACHE_AXES`."""
+  blk = blocks[0].shape[axis]
   zero = jnp.int32(0)
   out = []
   for j, block in enumerate(blocks):
-    local = jnp.clip(slot - j * blk, 0, blk - 1)
-    at = (zero, zero, zero, local)
-    old = jax.lax.dynamic_slice(block, at, k_BxKxHx1.shape)
-    new = jnp.where(slot // blk == j, k_BxKxHx1.astype(block.dtype), old)
-    out.append(constrain(jax.lax.dynamic_update_slice(block, new, at), LAYER_CACHE_AXES["k"]))
+    at = [zero] * block.ndim
+    at[axis] = jnp.clip(slot - j * blk, 0, blk - 1)
+    old = jax.lax.dynamic_slice(block, at, new.shape)
+    value = jnp.where(slot // blk == j, new.astype(block.dtype), old)
+    out.append(constrain(jax.lax.dynamic_update_slice(block, value, at), LAYER_CACHE_AXES[kind]))
   return out
 
 
-def _attend(q_BxNxH, k_blocks, v_BxKxSxH, mask_BxS):
+def _attend(q_BxNxH, k_blocks, v_blocks, mask_BxS, slot, first_slot: int):
   """`models.attention.gqa_attention` (impl "xla") for one query per row on the layer cache: float32
-  scores and softmax, head n uses kv head n // (N / KVH). Returns [B, 1, N*H] in q's dtype."""
+  scores and softmax, head n uses kv head n // (N / KVH). Returns [B, 1, N*H] in q's dtype.
+
+  Block j covers slots [j*blk, (j+1)*blk); if it starts after `slot` every key in it is masked, so its
+  scores are the masked value without a matmul and it adds nothing to the output (its probabilities
+  are exactly 0). Blocks starting at or before `first_slot` (static) are always computed."""
   b, n, h = q_BxNxH.shape
-  kvh = k_blocks[0].shape[1]
+  kvh, blk = k_blocks[0].shape[1], k_blocks[0].shape[-1]
   q = q_BxNxH.reshape(b, kvh, n // kvh, h)
-  scores = jnp.concatenate([jnp.einsum("bkgh,bkhs->bkgs", q, k.astype(q.dtype),
-                                       preferred_element_type=jnp.float32) for k in k_blocks], axis=-1)
+
+  def skippable(j):
+    return j * blk > first_slot
+
+  def scores_of(k):
+    return jnp.einsum("bkgh,bkhs->bkgs", q, k.astype(q.dtype), preferred_element_type=jnp.float32)
+
+  hidden = jnp.full((b, kvh, n // kvh, blk), _NEG, jnp.float32)
+  scores = jnp.concatenate([
+      jax.lax.cond(slot >= j * blk, scores_of, lambda k: hidden, k) if skippable(j) else scores_of(k)
+      for j, k in enumerate(k_blocks)], axis=-1)
   scores = scores * (1.0 / float(h) ** 0.5)
   scores = jnp.where(mask_BxS[:, None, None, :], scores, _NEG)
   probs = jax.nn.softmax(scores, axis=-1)
-  out = jnp.einsum("bkgs,bksh->bkgh", probs.astype(v_BxKxSxH.dtype), v_BxKxSxH,
-                   preferred_element_type=jnp.float32)
+
+  def values_of(p, v):
+    return jnp.einsum("bkgs,bksh->bkgh", p.astype(v.dtype), v, preferred_element_type=jnp.float32)
+
+  nothing = jnp.zeros((b, kvh, n // kvh, h), jnp.float32)
+  out = nothing
+  for j, v in enumerate(v_blocks):
+    p = probs[..., j * blk:(j + 1) * blk]
+    out = out + (jax.lax.cond(slot >= j * blk, values_of, lambda p, v: nothing, p, v) if skippable(j)
+                 else values_of(p, v))
   return out.reshape(b, 1, n * h).astype(q_BxNxH.dtype)
 
 
 def decode_step(model, layer_params: list[dict[str, jax.Array]], token_B: jax.Array,
                 position_B: jax.Array, cache: dict[str, list[jax.Array]], slot: jax.Array,
-                kv_mask_BxS: jax.Array, rope: tuple[jax.Array, jax.Array],
+                kv_mask_BxS: jax.Array, rope: tuple[jax.Array, jax.Array], first_slot: int = 0,
                 ) -> tuple[jax.Array, dict[str, list[jax.Array]]]:
   """Feed one token per row at cache slot `slot` (traced int32); returns (float32 logits [B, V], cache).
 
@@ -210,23 +236,21 @@ def decode_step(model, layer_params: list[dict[str, jax.Array]], token_B: jax.Ar
   when carried through a loop. kv_mask_BxS must already be 1 at `slot` for real tokens (the model's
   `decode` contract); the query attends to slots s <= slot with kv_mask 1. position_B: RoPE positions
   (cumsum(mask) - 1 convention), each < S. rope: `rope_table(cfg, S)`, built outside the loop.
+  first_slot: a static lower bound on `slot` (the loop's first slot): key/value blocks starting at or
+  before it are always visible and need no skip test.
   """
   cfg = model.cfg
-  s = cache["v"][0].shape[2]
+  s = sum(block.shape[2] for block in cache["v"][0])
   slot = jnp.asarray(slot, jnp.int32)
   x, (cos, sin) = _embed(model, token_B[:, None], position_B[:, None], rope)
   mask_BxS = attention_mask(1, s, slot, kv_mask_BxS)[:, 0]
-  zero = jnp.int32(0)
   new_k, new_v = [], []
   for p, k_cache, v_cache in zip(layer_params, cache["k"], cache["v"]):
     q, k, v = _qkv(cfg, p, x, cos, sin)
     # The new key [B, 1, KVH, Dh] -> [B, KVH, Dh, 1] and value -> [B, KVH, 1, Dh], written at the slot.
-    k_cache = _write_key(k_cache, jnp.transpose(k, (0, 2, 3, 1)), slot)
-    v_cache = jax.lax.dynamic_update_slice(v_cache, jnp.swapaxes(v, 1, 2).astype(v_cache.dtype),
-                                           (zero, zero, slot, zero))
-    new_k.append(k_cache)
-    new_v.append(constrain(v_cache, LAYER_CACHE_AXES["v"]))
-    x = _finish_layer(cfg, p, x, _attend(q[:, 0], new_k[-1], new_v[-1], mask_BxS))
+    new_k.append(_write_slot(k_cache, jnp.transpose(k, (0, 2, 3, 1)), slot, 3, "k"))
+    new_v.append(_write_slot(v_cache, jnp.swapaxes(v, 1, 2), slot, 2, "v"))
+    x = _finish_layer(cfg, p, x, _attend(q[:, 0], new_k[-1], new_v[-1], mask_BxS, slot, first_slot))
   h = rms_norm(x[:, 0], model.final_norm.get_value().astype(cfg.dtype), cfg.rms_norm_eps)
   w = model.unembedding().astype(cfg.dtype)
   logits = jnp.einsum("bd,dv->bv", h, w, preferred_element_type=jnp.float32)

@@ -8,15 +8,15 @@ One compiled XLA program per static signature does everything:
   1. prefill (`decode.prefill`): the B prompts (left-padded; bucketed to Pb = round_up(P,
      prompt_bucket) by adding more left padding) minus their last column run through the model once
      (no logits) and their keys/values fill slots [0, Pb-1) of the per-layer cache of `decode`
-     (keys in <= 32 blocks [B*n, KVH, Dh, blk], values [B*n, KVH, S, Dh] per layer, S = Pb + Nb, Nb =
-     round_up(max_new_tokens, gen_bucket)).
+     (keys in <= 32 blocks [B*n, KVH, Dh, blk] and values in as many [B*n, KVH, blk, Dh] per layer,
+     S = Pb + Nb, Nb = round_up(max_new_tokens, gen_bucket); blocks past the current slot are skipped).
   2. that cache, the kv mask and the last prompt token are repeated to B*n rows (row b*n + j = sample
      j of prompt b, so GRPO groups are contiguous): the prompt is never recomputed n times.
   3. `lax.while_loop` over steps i: feed the previous token (the last prompt token at i = 0) at cache
      slot Pb-1+i, sample token i from its logits, stop a row when it emits a stop id. The loop ends when
      i == max_new_tokens or every row has stopped (early exit; `SampleOutput.num_steps` counts steps).
 The cache lives only inside that program: it is a while-loop carry that `decode.decode_step` updates
-with one `dynamic_update_slice` per layer, so XLA keeps it in one buffer for the whole decode (no host
+with one-slot `dynamic_update_slice`s, so XLA keeps it in one buffer for the whole decode (no host
 round trip, no per-step copy; nothing to donate between calls, since no buffer outlives the call).
 `max_new_tokens`, `temperature`, `top_p` and the stop ids (padded to a multiple of 8) are traced
 values, so new values inside the same buckets do not recompile; batch size, Pb, Nb, n, top_k, greedy
@@ -89,7 +89,7 @@ def round_up(x: int, multiple: int) -> int:
 class _Loop(NamedTuple):
   """While-loop carry (Bn = B*n rows, S cache slots, Nb response buffer columns)."""
   step: jax.Array          # [] int32
-  cache: dict              # {"k": L lists of key blocks [Bn, KVH, Dh, blk], "v": L x [Bn, KVH, S, Dh]}
+  cache: dict              # {"k": L lists of key blocks [Bn, KVH, Dh, blk], "v": L lists of [Bn, KVH, blk, Dh]}
   kv_mask: jax.Array       # [Bn, S] int32
   token: jax.Array         # [Bn] int32, the token fed at this step
   done: jax.Array          # [Bn] bool, row has emitted a stop id
@@ -145,7 +145,7 @@ def _sample_program(graphdef, state, prompt_BxP, prompt_mask_BxP, key, temperatu
   def body(c: _Loop):
     i = c.step
     logits, cache = decode_step(model, layer_params, c.token, last_pos_Bn + i, c.cache, p - 1 + i, c.kv_mask,
-                                rope)
+                                rope, first_slot=p - 1)
     tok, logp = sample_next(logits, jax.random.fold_in(key, i), temperature, top_p,
                             top_k=top_k, greedy=greedy, use_top_p=use_top_p)
     live = ~c.done
