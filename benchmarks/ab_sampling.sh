@@ -9,6 +9,7 @@
 # and the mean B / A ratio. Run it alone on the machine (~2.5 min per pair on 2 CPU cores). Other
 # workloads: SAMPLING_ARGS="--new 448" bash benchmarks/ab_sampling.sh ... (extra sampling.py flags).
 set -euo pipefail
+read -r -a extra <<< "${SAMPLING_ARGS:-}"
 cd "$(dirname "$0")/.."
 a=$1 b=$2 pairs=${3:-3} runs=${4:-3}
 py=$PWD/.venv/bin/python
@@ -20,7 +21,7 @@ git worktree add -q --detach "$tmp/B" "$b"
 for i in $(seq 1 "$pairs"); do
   for v in A B; do
     (cd "$tmp/$v" && PYTHONPATH="$tmp/$v" HF_HUB_OFFLINE=1 "$py" benchmarks/sampling.py --peers none \
-      --runs "$runs" ${SAMPLING_ARGS:-} | sed -n 's/^JSON //p' > "$tmp/$v.$i.json")
+      --runs "$runs" "${extra[@]}" | sed -n 's/^JSON //p' > "$tmp/$v.$i.json")
     "$py" -c "import json,sys; r=json.load(open(sys.argv[1]))['results'][0]; print(sys.argv[2], sys.argv[3], r['tokens_per_s'], 'tok/s best,', r['tokens_per_s_median'], 'median')" "$tmp/$v.$i.json" "$v" "$i"
   done
 done
