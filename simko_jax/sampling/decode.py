@@ -10,8 +10,8 @@ the full forward), laid out for speed. Each choice was measured on SmolLM2-135M,
 2 CPU cores (`benchmarks/sampling.py`; decode-step times from a 32-step loop):
   * the layers are unrolled with per-layer weights sliced once outside the loop: inside a scan, XLA:CPU
     copies every layer's weights (dynamic-slice, 0.42 GB per step) and cache before its dots, and a
-    scan over a stacked cache copies the whole cache every step. Each layer's cache is its own
-    while-loop carry written by one `dynamic_update_slice` at the new slot (in place). Cost: one copy
+    scan over a stacked cache copies the whole cache every step. Each layer's cache blocks are
+    while-loop carries written by one-slot `dynamic_update_slice`s at the new slot (in place). Cost: one copy
     of the layer weights in cfg.dtype while sampling; compile time grows with depth.
   * cache layout per layer: keys transposed and values kv-major, both split into `key_block(S)`-slot
     blocks (64 slots, at most `MAX_KEY_BLOCKS`): keys [B, KVH, Dh, blk], values [B, KVH, blk, Dh]. Both
@@ -165,7 +165,7 @@ MAX_KEY_BLOCKS = 32
 
 
 def key_block(cache_len: int) -> int:
-  """Slots per key block: cache_len / nb for the largest nb <= min(MAX_KEY_BLOCKS, cache_len // 64)
+  """Slots per key (and value) block: cache_len / nb for the largest nb <= min(MAX_KEY_BLOCKS, cache_len // 64)
   dividing cache_len (at least 1 block). S = 192 -> three blocks of 64; S = 4096 -> 32 of 128."""
   nb = min(MAX_KEY_BLOCKS, max(1, cache_len // 64))
   while cache_len % nb:
