@@ -39,7 +39,7 @@ for m in re.finditer(r"^\s*(?:ROOT )?%?([\w.\-]+) = (\S+?(?:\{[^}]*\})?) (\w[\w\
   shape = re.sub(r"\{[^}]*\}", "", m.group(2))
   label[m.group(1)] = f"{shape:22s} {op.group(1).replace('jit(program)/', '')[-70:] if op else m.group(3)}"
 excl, count = collections.Counter(), collections.Counter()
-for path in glob.glob(out + "/**/*.xplane.pb", recursive=True):
+for path in sorted(glob.glob(out + "/plugins/profile/*/*.xplane.pb"))[-1:]:  # the latest trace only
   for plane in profile_data.ProfileData.from_file(path).planes:
     for line in plane.lines:
       if not line.name.startswith("tf_XLAEigen"):
