@@ -25,9 +25,9 @@ the full forward), laid out for speed. Each choice was measured on SmolLM2-135M,
     sit behind a `lax.cond` and are skipped, so attention costs what the sequence so far needs, not
     the whole preallocated cache (S = 1024, steps 64..1023, 30 layers: attention 64-67 -> 46 ms/step).
   * softmax per block, merged at the end (max, exp-sum and unnormalised output per block, like flash
-    attention), with one `lax.cond` per block around both matmuls: one softmax over the concatenated
-    blocks and a cond per matmul made XLA:CPU's reductions and the in-cond value matmul slow
-    (`benchmarks/ab_sampling.sh` 883f0b5 vs this change, 128 new tokens: +12, +11, +5 %).
+    attention), with one `lax.cond` per block around both matmuls, is faster on XLA:CPU than one
+    softmax over the concatenated blocks with a cond per matmul (`benchmarks/ab_sampling.sh` 883f0b5
+    vs this change, 128 new tokens: +12, +11, +5 %; 448 new tokens: -1, +3 %).
   * fused weights: q/k/v are one [D, KVH, G+2, Dh] matmul (per kv head: its G query heads, then its
     key and value head, so a "kv_heads" sharding splits whole groups) and gate/up one [D, 2, F] matmul;
     the output projection is a flat [N*Dh, D] matrix, which stops XLA:CPU from transposing the
