@@ -179,14 +179,20 @@ def key_block(cache_len: int) -> int:
   return cache_len // nb
 
 
-def _write_slot(blocks: list[jax.Array], new: jax.Array, slot: jax.Array, axis: int, kind: str) -> list[jax.Array]:
+def _write_slot(blocks: list[jax.Array], new: jax.Array, slot: jax.Array, axis: int, kind: str,
+                first_slot: int = 0) -> list[jax.Array]:
   """Write `new` (size 1 along the blocks' slot `axis`) at cache `slot` into the one block holding it,
-  in place: every block gets a one-slot `dynamic_update_slice`, of `new` in the right block and of its
-  own old slot elsewhere (no block is copied). kind: "k" or "v", for `LAYER_CACHE_AXES`."""
+  in place: every block that can hold `slot` gets a one-slot `dynamic_update_slice`, of `new` in the
+  right block and of its own old slot elsewhere (no block is copied). Blocks ending before `first_slot`
+  (static lower bound on `slot`; the prompt's blocks) are returned untouched. kind: "k" or "v", for
+  `LAYER_CACHE_AXES`."""
   blk = blocks[0].shape[axis]
   zero = jnp.int32(0)
   out = []
   for j, block in enumerate(blocks):
+    if (j + 1) * blk <= first_slot:  # every slot of this block is before the first written one
+      out.append(block)
+      continue
     at = [zero] * block.ndim
     at[axis] = jnp.clip(slot - j * blk, 0, blk - 1)
     old = jax.lax.dynamic_slice(block, at, new.shape)
@@ -247,7 +253,7 @@ def decode_step(model, layer_params: list[dict[str, jax.Array]], token_B: jax.Ar
   `decode` contract); the query attends to slots s <= slot with kv_mask 1. position_B: RoPE positions
   (cumsum(mask) - 1 convention), each < S. rope: `rope_table(cfg, S)`, built outside the loop.
   first_slot: a static lower bound on `slot` (the loop's first slot): key/value blocks starting at or
-  before it are always visible and need no skip test.
+  before it are always visible and need no skip test, and blocks ending before it are never written.
   """
   cfg = model.cfg
   s = sum(block.shape[2] for block in cache["v"][0])
@@ -258,8 +264,8 @@ def decode_step(model, layer_params: list[dict[str, jax.Array]], token_B: jax.Ar
   for p, k_cache, v_cache in zip(layer_params, cache["k"], cache["v"]):
     q, k, v = _qkv(cfg, p, x, cos, sin)
     # The new key [B, 1, KVH, Dh] -> [B, KVH, Dh, 1] and value -> [B, KVH, 1, Dh], written at the slot.
-    new_k.append(_write_slot(k_cache, jnp.transpose(k, (0, 2, 3, 1)), slot, 3, "k"))
-    new_v.append(_write_slot(v_cache, jnp.swapaxes(v, 1, 2), slot, 2, "v"))
+    new_k.append(_write_slot(k_cache, jnp.transpose(k, (0, 2, 3, 1)), slot, 3, "k", first_slot))
+    new_v.append(_write_slot(v_cache, jnp.swapaxes(v, 1, 2), slot, 2, "v", first_slot))
     x = _finish_layer(cfg, p, x, _attend(q[:, 0], new_k[-1], new_v[-1], mask_BxS, slot, first_slot))
   h = rms_norm(x[:, 0], model.final_norm.get_value().astype(cfg.dtype), cfg.rms_norm_eps)
   w = model.unembedding().astype(cfg.dtype)

@@ -62,6 +62,23 @@ def test_greedy_and_logprobs_across_key_blocks(llama):
   np.testing.assert_allclose(np.asarray(out.logprobs), ref, atol=1e-5, rtol=0)
 
 
+def test_long_prompt_blocks_are_kept_while_decoding_past_them(llama):
+  """Prompts bucketed to 128 slots: decoding starts at slot 127, so the first 64-slot key/value block
+  holds only prompt keys and is never written again (`decode._write_slot` skips it); greedy tokens and
+  log-probs must still match the full forward, which reads those prompt keys."""
+  model, _, state, fwd = llama
+  sampler = Sampler(nnx.split(model)[0], prompt_bucket=128, gen_bucket=64)
+  p = 100
+  prompt, pmask = left_padded(model.cfg.vocab_size, (100, 90, 70), p, seed=5)
+  n_new = 20
+  out = sampler.sample(state, prompt, pmask, jax.random.key(0), max_new_tokens=n_new, greedy=True,
+                       stop_ids=())
+  logits = np.asarray(fwd(np.asarray(out.tokens), np.asarray(out.attention_mask)))
+  np.testing.assert_array_equal(logits[:, p - 1:-1].argmax(-1), np.asarray(out.tokens)[:, p:])
+  ref = trainer_logprobs(fwd, out.tokens, out.attention_mask, p, 1.0)
+  np.testing.assert_allclose(np.asarray(out.logprobs), ref, atol=1e-5, rtol=0)
+
+
 @pytest.mark.parametrize("temperature,top_p,top_k", [(0.7, 1.0, 0), (1.3, 0.9, 0), (1.0, 0.8, 20)])
 def test_logprobs_equal_trainer_recompute_fp32(llama, temperature, top_p, top_k):
   model, sampler, state, fwd = llama
