@@ -67,7 +67,7 @@ for key, ns in groups.most_common(top):
 '''
 
 
-def trace(out: str) -> None:
+def trace(out: str, dtype: str = "float32") -> None:
   """Warm up, then trace one sampling call into `out` and write the compiled HLO to out/hlo.txt."""
   import jax
   import numpy as np
@@ -77,7 +77,7 @@ def trace(out: str) -> None:
   from sampling import build_model
 
   from simko_jax.sampling import Sampler
-  model, _ = build_model("auto")
+  model, _ = build_model("auto", dtype)
   sampler, state = Sampler.from_model(model, stop_ids=(), prompt_bucket=64, gen_bucket=64)
   prompt = random_prompts(32, 64, model.cfg.vocab_size)
   mask = np.ones_like(prompt)
@@ -96,13 +96,14 @@ def main():
   ap.add_argument("--top", type=int, default=40)
   ap.add_argument("--xprof_python", default="/tmp/venv-prof/bin/python")
   ap.add_argument("--table_only", action="store_true", help="re-read an existing trace in --out")
+  ap.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
   args = ap.parse_args()
   if not args.table_only:
     if "jax" in sys.modules:
       raise RuntimeError("set XLA_FLAGS before JAX starts: run this file as a script")
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_enable_xprof_traceme=true").strip()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    trace(args.out)
+    trace(args.out, args.dtype)
   if not os.path.exists(args.xprof_python):
     sys.exit(f"trace written to {args.out}; --xprof_python {args.xprof_python} does not exist (see the module doc)")
   subprocess.run([args.xprof_python, "-c", _TABLE, args.out, str(args.top)], check=True)

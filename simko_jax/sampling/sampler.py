@@ -41,8 +41,8 @@ from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 
 from simko_jax.parallel import logical_to_sharding, logical_to_spec, use_rules
-from simko_jax.sampling.decode import (LAYER_CACHE_AXES, decode_step, empty_cache, prefill, rope_table,
-                                       split_layer_params)
+from simko_jax.sampling.decode import (LAYER_CACHE_AXES, decode_step, empty_cache, lm_head_weight, prefill,
+                                       rope_table, split_layer_params)
 from simko_jax.sampling.filtering import sample_next
 
 FINISH_STOP = 0    # emitted a stop id (EOS); it is the last token inside response_mask
@@ -129,6 +129,7 @@ def _sample_program(graphdef, state, prompt_BxP, prompt_mask_BxP, key, temperatu
   # loop's per-layer cache of B*n rows: the prompt is never recomputed n times.
   layer_params = split_layer_params(model)  # sliced once, outside the loop
   rope = rope_table(model.cfg, s)  # cos/sin rows gathered by position: no sin/cos inside any layer
+  lm_head_DxV = lm_head_weight(model)  # [D, V] in memory (a transposed copy when tied), once per call
   kv_mask_BxS = jnp.concatenate([pmask, jnp.zeros((b, n_buf), jnp.int32)], axis=-1)
   if p > 1:
     cache = prefill(model, layer_params, prompt_BxP[:, :-1], positions_BxP[:, :-1], pmask[:, :-1], rope,
@@ -145,7 +146,7 @@ def _sample_program(graphdef, state, prompt_BxP, prompt_mask_BxP, key, temperatu
   def body(c: _Loop):
     i = c.step
     logits, cache = decode_step(model, layer_params, c.token, last_pos_Bn + i, c.cache, p - 1 + i, c.kv_mask,
-                                rope, first_slot=p - 1)
+                                rope, first_slot=p - 1, cache_dtype=cache_dtype, lm_head_DxV=lm_head_DxV)
     tok, logp = sample_next(logits, jax.random.fold_in(key, i), temperature, top_p,
                             top_k=top_k, greedy=greedy, use_top_p=use_top_p)
     live = ~c.done
