@@ -47,7 +47,9 @@ def dense(subscripts: str, x: jax.Array, w: jax.Array) -> jax.Array:
   bfloat16 x bfloat16 -> float32 goes to its fast dot library: 30 layers of [32, 576] x [576, 3072]
   took 88 ms vs 16 ms (float32 weights: 25 ms), and [2016, 576] x [576, 3072] 1.10 s vs 0.53 s. The
   result is the same float32 accumulation rounded once to bfloat16. GPUs and TPUs accumulate in float32
-  either way and get the plain einsum."""
+  either way and get the plain einsum. The gradient's dots are JAX's transposes of this one (float32
+  cotangent x bfloat16 operand on CPU, still the slow path): a bf16 training step gains little (6 MLP
+  layers at [4, 512] tokens, forward + backward: 778 -> 730 ms); the sampler, forward only, gains most."""
   out_dtype = jnp.result_type(x, w)
   if out_dtype == jnp.float32 or jax.default_backend() != "cpu":
     return jnp.einsum(subscripts, x, w)
