@@ -148,7 +148,8 @@ def prefill(model, layer_params: list[dict[str, jax.Array]], tokens_BxT: jax.Arr
   """Run T prompt tokens (left-padded; mask 1 = real) and return the cache of B*n rows: {"k": L lists of
   S/blk key blocks [B*n, KVH, Dh, blk] (blk = `key_block(S)`), "v": L lists of S/blk value blocks
   [B*n, KVH, blk, Dh]}; block j holds slots [j*blk, (j+1)*blk), slots [0, T)
-  holding the prompt (row b*n + j = copy j of prompt b), slots [T, S) zero. No logits are computed.
+  holding the prompt (row b*n + j = copy j of prompt b), slots [T, S) zero; arrays of
+  `storage_dtype(cache_dtype)` (default cache_dtype: cfg.dtype). No logits are computed.
   positions_BxT: RoPE positions in [0, S) (pads may hold any position: they are masked keys); rope:
   `rope_table(cfg, S)`."""
   cfg = model.cfg
@@ -163,7 +164,7 @@ def prefill(model, layer_params: list[dict[str, jax.Array]], tokens_BxT: jax.Arr
     attn = gqa_attention(q, k, v, mask, cfg.attention_impl)
     x = _finish_layer(cfg, p, x, attn.reshape(*attn.shape[:2], -1))
     # [B, T, KVH, Dh] -> n copies per row, laid out and zero-padded to the layer's cache.
-    k, v = (x.astype(dtype).astype(storage_dtype(dtype)) for x in (k, v))
+    k, v = (kv.astype(dtype).astype(storage_dtype(dtype)) for kv in (k, v))  # rounded to the cache dtype
     k = jnp.repeat(k, n, axis=0) if n > 1 else k
     v = jnp.repeat(v, n, axis=0) if n > 1 else v
     k_full = jnp.pad(jnp.transpose(k, (0, 2, 3, 1)), ((0, 0),) * 3 + ((0, cache_len - t),))
