@@ -24,6 +24,10 @@ the full forward), laid out for speed. Each choice was measured on SmolLM2-135M,
   * blocks that start after the current slot hold no visible key yet: their score and value matmuls
     sit behind a `lax.cond` and are skipped, so attention costs what the sequence so far needs, not
     the whole preallocated cache (S = 1024, steps 64..1023, 30 layers: attention 64-67 -> 46 ms/step).
+    Not on GPU (`skip_blocks_with_cond`): XLA:GPU's conditional thunk copies the predicate to the host
+    and blocks until the stream is done, a host sync per skippable block, layer and step in a decode
+    step that is launch-bound already (H200, 0.5B model: ~1.15 ms per step); there every block is
+    computed and masked, which is the same softmax.
   * softmax per block, merged at the end (max, exp-sum and unnormalised output per block, like flash
     attention), with one `lax.cond` per block around both matmuls, is faster on XLA:CPU than one
     softmax over the concatenated blocks with a cond per matmul (`benchmarks/ab_sampling.sh` 883f0b5
@@ -233,6 +237,12 @@ def _write_slot(blocks: list[jax.Array], new: jax.Array, slot: jax.Array, axis: 
   return out
 
 
+def skip_blocks_with_cond() -> bool:
+  """Whether `_attend` skips the blocks past the current slot with a `lax.cond` (CPU, TPU) or computes
+  and masks them (GPU: there each cond is a device-to-host copy and a host sync; see module doc)."""
+  return jax.default_backend() != "gpu"
+
+
 def _attend(q_BxNxH, k_blocks, v_blocks, mask_BxS, slot, first_slot: int, value_dtype):
   """`models.attention.gqa_attention` (impl "xla") for one query per row on the layer cache: float32
   scores and softmax, head n uses kv head n // (N / KVH). Returns [B, 1, N*H] in q's dtype.
@@ -242,8 +252,9 @@ def _attend(q_BxNxH, k_blocks, v_blocks, mask_BxS, slot, first_slot: int, value_
   Each block j (slots [j*blk, (j+1)*blk)) yields its own score max m_j, exp-sum l_j and unnormalised
   output o_j = exp(s_j - m_j) @ v_j, combined as sum_j e^(m_j - M) o_j / sum_j e^(m_j - M) l_j with
   M = max_j m_j (the same softmax, regrouped). A block that starts after `slot` holds no visible key:
-  one `lax.cond` skips both of its matmuls (m_j = the masked value, l_j = 0, o_j = 0). Blocks starting
-  at or before `first_slot` (static) are always computed. A visible block whose keys are all masked
+  one `lax.cond` skips both of its matmuls (m_j = the masked value, l_j = 0, o_j = 0) where
+  `skip_blocks_with_cond()`; elsewhere it is computed fully masked, so m_j = the masked value and
+  e^(m_j - M) = 0 drops it. Blocks starting at or before `first_slot` (static) are always computed. A visible block whose keys are all masked
   (left padding) has m_j = the masked value, so e^(m_j - M) = 0 drops it: every row sees at least one
   real key (its prompt), so M is a real score."""
   b, n, h = q_BxNxH.shape
@@ -266,9 +277,10 @@ def _attend(q_BxNxH, k_blocks, v_blocks, mask_BxS, slot, first_slot: int, value_
             jnp.zeros((b, kvh, g, h), jnp.float32))
 
   parts = []
+  skip = skip_blocks_with_cond()
   for j, (k, v) in enumerate(zip(k_blocks, v_blocks)):
     visible = mask_BxS[:, j * blk:(j + 1) * blk]
-    parts.append(jax.lax.cond(slot >= j * blk, block, nothing, k, v, visible) if j * blk > first_slot
+    parts.append(jax.lax.cond(slot >= j * blk, block, nothing, k, v, visible) if skip and j * blk > first_slot
                  else block(k, v, visible))
   m_max = functools.reduce(jnp.maximum, [m for m, _, _ in parts])
   weights = [jnp.exp(m - m_max) for m, _, _ in parts]

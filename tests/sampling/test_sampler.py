@@ -183,3 +183,22 @@ def test_rejects_right_padding(llama):
   prompt, pmask = left_padded(model.cfg.vocab_size, (3, 2), 3)
   with pytest.raises(ValueError, match="left-padded"):
     sampler.sample(state, prompt[:, ::-1], pmask[:, ::-1], jax.random.key(0), max_new_tokens=2)
+
+
+def test_blocks_computed_and_masked_equal_blocks_skipped(llama, monkeypatch):
+  """GPU decoding computes every key/value block and masks the ones past the current slot instead of
+  skipping them with a `lax.cond` (`decode.skip_blocks_with_cond`): same tokens and log-probs."""
+  from simko_jax.sampling import decode
+  model, _, state, _ = llama
+  prompt, pmask = left_padded(model.cfg.vocab_size, LENGTHS, P, seed=6)
+
+  def run():
+    sampler = Sampler(nnx.split(model)[0], prompt_bucket=64, gen_bucket=64)  # 3 blocks, 2 skippable
+    return sampler.sample(state, prompt, pmask, jax.random.key(2), n=2, max_new_tokens=40, stop_ids=())
+
+  monkeypatch.setattr(decode, "skip_blocks_with_cond", lambda: True)
+  skipped = run()
+  monkeypatch.setattr(decode, "skip_blocks_with_cond", lambda: False)
+  masked = run()
+  np.testing.assert_array_equal(np.asarray(masked.tokens), np.asarray(skipped.tokens))
+  np.testing.assert_allclose(np.asarray(masked.logprobs), np.asarray(skipped.logprobs), atol=1e-5, rtol=0)
