@@ -303,7 +303,7 @@ def decode_step(model, layer_params: list[dict[str, jax.Array]], token_B: jax.Ar
   first_slot: a static lower bound on `slot` (the loop's first slot): key/value blocks starting at or
   before it are always visible and need no skip test, and blocks ending before it are never written.
   cache_dtype: as given to `prefill` (default cfg.dtype); new keys/values are rounded to it.
-  lm_head_DxV: `lm_head_weight(model)`, built outside the loop (default: built here).
+  lm_head_DxV: `lm_head_weight(model)`, built once outside the loop (default: the unembedding as is).
   """
   cfg = model.cfg
   dtype = cfg.dtype if cache_dtype is None else cache_dtype
@@ -319,6 +319,7 @@ def decode_step(model, layer_params: list[dict[str, jax.Array]], token_B: jax.Ar
     new_v.append(_write_slot(v_cache, jnp.swapaxes(v, 1, 2), slot, 2, "v", dtype, first_slot))
     x = _finish_layer(cfg, p, x, _attend(q[:, 0], new_k[-1], new_v[-1], mask_BxS, slot, first_slot, dtype))
   h = rms_norm(x[:, 0], model.final_norm.get_value().astype(cfg.dtype), cfg.rms_norm_eps)
-  w = lm_head_weight(model) if lm_head_DxV is None else lm_head_DxV
+  # Not `lm_head_weight` here: inside a loop body its barrier would redo the copy every step.
+  w = model.unembedding().astype(cfg.dtype) if lm_head_DxV is None else lm_head_DxV
   logits = jnp.einsum("bd,dv->bv", h, w, preferred_element_type=jnp.float32)
   return constrain(logits, ("batch", "vocab")), {"k": new_k, "v": new_v}
