@@ -180,10 +180,9 @@ def prefill(model, layer_params: list[dict[str, jax.Array]], tokens_BxT: jax.Arr
 
 def empty_cache(cfg, rows: int, cache_len: int, cache_dtype=None) -> dict[str, list[jax.Array]]:
   """A zeroed cache in the `prefill` layout (for prompts of length 1, where there is nothing to prefill)."""
-  dtype = cfg.dtype if cache_dtype is None else cache_dtype
+  dtype = storage_dtype(cfg.dtype if cache_dtype is None else cache_dtype)
   kvh, h, layers = cfg.num_kv_heads, cfg.head_dim, cfg.num_layers
   blk = key_block(cache_len)
-  dtype = storage_dtype(dtype)
   return {"k": [[jnp.zeros((rows, kvh, h, blk), dtype) for _ in range(cache_len // blk)] for _ in range(layers)],
           "v": [[jnp.zeros((rows, kvh, blk, h), dtype) for _ in range(cache_len // blk)] for _ in range(layers)]}
 
