@@ -26,8 +26,8 @@ the full forward), laid out for speed. Each choice was measured on SmolLM2-135M,
     the whole preallocated cache (S = 1024, steps 64..1023, 30 layers: attention 64-67 -> 46 ms/step).
     Not on GPU (`skip_blocks_with_cond`): XLA:GPU's conditional thunk copies the predicate to the host
     and blocks until the stream is done, a host sync per skippable block, layer and step in a decode
-    step that is launch-bound already (H200, 0.5B model: ~1.15 ms per step); there every block is
-    computed and masked, which is the same softmax.
+    step that is launch-bound already (H200, 0.5B model: ~1.15 ms per step); there the cache is one
+    block (`max_key_blocks`), computed and masked whole, which is the same softmax.
   * softmax per block, merged at the end (max, exp-sum and unnormalised output per block, like flash
     attention), with one `lax.cond` per block around both matmuls, is faster on XLA:CPU than one
     softmax over the concatenated blocks with a cond per matmul (`benchmarks/ab_sampling.sh` 883f0b5
@@ -193,10 +193,20 @@ def empty_cache(cfg, rows: int, cache_len: int, cache_dtype=None) -> dict[str, l
 MAX_KEY_BLOCKS = 32
 
 
+def max_key_blocks() -> int:
+  """MAX_KEY_BLOCKS where blocks past the current slot are skipped (`skip_blocks_with_cond`: CPU, TPU);
+  1 on GPU. Blocks pay off by being skipped and, on XLA:CPU, by their 64-column matmuls. On GPU every
+  block is computed and masked, so splitting the cache only adds kernels (per block and layer: a slot
+  write, two small matmuls and a softmax piece) to a decode step that is launch-bound (H200, 0.5B
+  model, 3 blocks: ~1.15 ms per step against a 0.23 ms bandwidth floor), for the same bytes read."""
+  return MAX_KEY_BLOCKS if skip_blocks_with_cond() else 1
+
+
 def key_block(cache_len: int) -> int:
-  """Slots per key (and value) block: cache_len / nb for the largest nb <= min(MAX_KEY_BLOCKS, cache_len // 64)
-  dividing cache_len (at least 1 block). S = 192 -> three blocks of 64; S = 4096 -> 32 of 128."""
-  nb = min(MAX_KEY_BLOCKS, max(1, cache_len // 64))
+  """Slots per key (and value) block: cache_len / nb for the largest nb <= min(`max_key_blocks()`,
+  cache_len // 64) dividing cache_len (at least 1 block). On CPU: S = 192 -> three blocks of 64;
+  S = 4096 -> 32 of 128. On GPU: one block of S."""
+  nb = min(max_key_blocks(), max(1, cache_len // 64))
   while cache_len % nb:
     nb -= 1
   return cache_len // nb

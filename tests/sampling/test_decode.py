@@ -54,3 +54,12 @@ def test_lm_head_weight_is_the_unembedding(tied):
   w = lm_head_weight(model)
   assert w.shape == (model.cfg.hidden_size, model.cfg.vocab_size)
   np.testing.assert_array_equal(np.asarray(w), np.asarray(model.unembedding()))
+
+
+def test_one_key_block_where_blocks_are_not_skipped(monkeypatch):
+  """GPU (`skip_blocks_with_cond` False): every block would be computed anyway, so the cache is one block."""
+  from simko_jax.sampling import decode
+  monkeypatch.setattr(decode, "skip_blocks_with_cond", lambda: False)
+  assert [key_block(s) for s in (32, 192, 4096)] == [32, 192, 4096]
+  monkeypatch.setattr(decode, "skip_blocks_with_cond", lambda: True)
+  assert [key_block(s) for s in (32, 192, 4096)] == [32, 64, 128]

@@ -186,19 +186,27 @@ def test_rejects_right_padding(llama):
 
 
 def test_blocks_computed_and_masked_equal_blocks_skipped(llama, monkeypatch):
-  """GPU decoding computes every key/value block and masks the ones past the current slot instead of
-  skipping them with a `lax.cond` (`decode.skip_blocks_with_cond`): same tokens and log-probs."""
+  """The GPU decode layout (`decode.skip_blocks_with_cond` False: the cache is one block, computed and
+  masked whole), and three blocks computed and masked, give the tokens and log-probs of the CPU layout
+  (three 64-slot blocks, the ones past the current slot skipped by a `lax.cond`)."""
   from simko_jax.sampling import decode
   model, _, state, _ = llama
   prompt, pmask = left_padded(model.cfg.vocab_size, LENGTHS, P, seed=6)
+  traced_blocks = []
 
   def run():
-    sampler = Sampler(nnx.split(model)[0], prompt_bucket=64, gen_bucket=64)  # 3 blocks, 2 skippable
-    return sampler.sample(state, prompt, pmask, jax.random.key(2), n=2, max_new_tokens=40, stop_ids=())
+    sampler = Sampler(nnx.split(model)[0], prompt_bucket=64, gen_bucket=64)  # S = 192
+    out = sampler.sample(state, prompt, pmask, jax.random.key(2), n=2, max_new_tokens=40, stop_ids=())
+    traced_blocks.append(192 // decode.key_block(192))
+    return out
 
   monkeypatch.setattr(decode, "skip_blocks_with_cond", lambda: True)
   skipped = run()
   monkeypatch.setattr(decode, "skip_blocks_with_cond", lambda: False)
+  one_block = run()
+  monkeypatch.setattr(decode, "max_key_blocks", lambda: decode.MAX_KEY_BLOCKS)
   masked = run()
-  np.testing.assert_array_equal(np.asarray(masked.tokens), np.asarray(skipped.tokens))
-  np.testing.assert_allclose(np.asarray(masked.logprobs), np.asarray(skipped.logprobs), atol=1e-5, rtol=0)
+  assert traced_blocks == [3, 1, 3]
+  for out in (one_block, masked):
+    np.testing.assert_array_equal(np.asarray(out.tokens), np.asarray(skipped.tokens))
+    np.testing.assert_allclose(np.asarray(out.logprobs), np.asarray(skipped.logprobs), atol=1e-5, rtol=0)
