@@ -7,6 +7,13 @@ chunks run under `jax.lax.map` (a scan). On the backward pass each chunk's logit
 saved (h chunk, W) and dropped again, so peak memory holds one [chunk_size, vocab] block (plus its
 gradient) instead of [tokens, vocab]. Gradients w.r.t. both `hidden` and `unembedding` flow through the
 returned `logp`, `topk_logp` (and `entropy` if requested).
+
+Precision, as in mixed-precision trainers: the LM-head matmul runs in `hidden`'s dtype (the
+unembedding is cast to it per chunk) and accumulates in float32, and so do its two backward matmuls
+(`lm_head_logits`): the float32 logits' cotangent is rounded to `hidden`'s dtype first. Without that
+rounding a bfloat16 model's LM-head backward ran as two float32 (TF32 on NVIDIA GPUs) matmuls over a
+float32 weight copy, at most half the bfloat16 rate. The unembedding's gradient is summed over chunks
+in the unembedding's own dtype (float32 for float32 master weights).
 """
 
 from __future__ import annotations
@@ -17,6 +24,30 @@ import jax
 import jax.numpy as jnp
 
 from simko_jax.losses.token_stats import TokenStats, token_stats_from_logits
+
+
+@jax.custom_vjp
+def lm_head_logits(h_SxD: jax.Array, w_DxV: jax.Array) -> jax.Array:
+  """float32 logits [S, V] = h @ w.astype(h.dtype), accumulated in float32.
+
+  Backward (also accumulated in float32): the cotangent g [S, V] is rounded to h's dtype, then
+  dh = g @ w^T in h's dtype and dw = h^T @ g in w's dtype. For float32 h this is the plain gradient."""
+  return jnp.dot(h_SxD, w_DxV.astype(h_SxD.dtype), preferred_element_type=jnp.float32)
+
+
+def _lm_head_logits_fwd(h_SxD, w_DxV):
+  return lm_head_logits(h_SxD, w_DxV), (h_SxD, w_DxV)
+
+
+def _lm_head_logits_bwd(residuals, g_SxV):
+  h_SxD, w_DxV = residuals
+  g_SxV = g_SxV.astype(h_SxD.dtype)
+  dh_SxD = jnp.dot(g_SxV, w_DxV.astype(h_SxD.dtype).T, preferred_element_type=jnp.float32)
+  dw_DxV = jnp.dot(h_SxD.T, g_SxV, preferred_element_type=jnp.float32)
+  return dh_SxD.astype(h_SxD.dtype), dw_DxV.astype(w_DxV.dtype)
+
+
+lm_head_logits.defvjp(_lm_head_logits_fwd, _lm_head_logits_bwd)
 
 
 def token_stats_from_hidden(
@@ -33,7 +64,9 @@ def token_stats_from_hidden(
 
   Args:
     hidden: [..., D] final hidden states (after the final norm), any float dtype.
-    unembedding: [D, V] LM-head matrix (the transposed embedding when tied).
+    unembedding: [D, V] LM-head matrix (the transposed embedding when tied), any float dtype: it is
+      cast to `hidden`'s dtype per chunk (pass float32 master weights as they are, so their gradient
+      is summed over the chunks in float32).
     targets: [...] int token ids, same leading shape as `hidden`.
     num_candidates, temperature, entropy_grad: as in `token_stats_from_logits`.
     chunk_size: tokens per chunk (static). Padding tokens added to fill the last chunk are dropped.
@@ -57,7 +90,7 @@ def token_stats_from_hidden(
 
   @functools.partial(jax.checkpoint, prevent_cse=False)
   def one_chunk(h_SxD, y_S):
-    logits_SxV = jnp.dot(h_SxD, unembedding, preferred_element_type=jnp.float32)
+    logits_SxV = lm_head_logits(h_SxD, unembedding)
     return token_stats_from_logits(
         logits_SxV, y_S, num_candidates=num_candidates, temperature=temperature,
         entropy_grad=entropy_grad)

@@ -119,7 +119,7 @@ def response_token_stats(graphdef, params, tokens, attention_mask, positions, re
   prompt_len = tokens.shape[-1] - response_len
   h_NxRxD = h_NxLxD[:, prompt_len - 1:-1]
   return token_stats_from_hidden(
-      h_NxRxD, model.unembedding().astype(h_NxRxD.dtype), tokens[:, prompt_len:],
+      h_NxRxD, model.unembedding(), tokens[:, prompt_len:],
       num_candidates=loss_cfg.num_candidates, temperature=loss_cfg.temperature,
       chunk_size=loss_cfg.chunk_size, entropy_grad=loss_cfg.entropy_coef != 0)
 

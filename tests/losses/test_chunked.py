@@ -63,3 +63,50 @@ def test_chunked_backward_never_materialises_full_logits():
   shapes = re.findall(r"f32\[([\d,]+)\]", hlo)
   sizes = [int(np.prod([int(s) for s in shape.split(",")])) * 4 for shape in shapes if shape]
   assert max(sizes) < full_bytes, max(sizes)
+
+
+def _dot_operand_dtypes(fn, *args):
+  """[(lhs dtype, rhs dtype)] of every dot_general in fn's jaxpr, nested jaxprs included."""
+  found = []
+
+  def walk(jaxpr):
+    for eqn in jaxpr.eqns:
+      if eqn.primitive.name == "dot_general":
+        found.append(tuple(str(v.aval.dtype) for v in eqn.invars))
+      for sub in jax.core.jaxprs_in_params(eqn.params):
+        walk(sub)
+  walk(jax.make_jaxpr(fn)(*args).jaxpr)
+  return found
+
+
+def test_bfloat16_lm_head_backward_runs_in_bfloat16():
+  """bf16 hidden with float32 master weights: all three LM-head matmuls (forward, dh, dW) take bf16
+  operands (not float32, which ran at TF32 or float32 rate), dW comes back float32, and both
+  gradients match the float32 computation to bf16 accuracy."""
+  h, w, y, old, adv, mask = make(3, t=40, d=32, v=256)
+  kw = dict(targets=y, old_logprobs=old, advantages=adv, mask=mask, method="simko", alpha=0.2)
+
+  def loss(h, w):
+    return fused_policy_loss(hidden=h, unembedding=w, chunk_size=16, **kw)[0]
+
+  grad = jax.grad(loss, argnums=(0, 1))
+  h16 = h.astype(jnp.bfloat16)
+  dots = _dot_operand_dtypes(grad, h16, w)
+  # forward, its recomputation under jax.checkpoint, dh, dW
+  assert len(dots) >= 3 and all(d == ("bfloat16", "bfloat16") for d in dots), dots
+  gh16, gw16 = grad(h16, w)
+  assert gh16.dtype == jnp.bfloat16 and gw16.dtype == jnp.float32
+  gh32, gw32 = grad(h16.astype(jnp.float32), w.astype(jnp.bfloat16).astype(jnp.float32))
+  for got, want in ((gh16, gh32), (gw16, gw32)):
+    got, want = np.asarray(got, np.float32), np.asarray(want)
+    assert np.abs(got - want).max() <= 0.02 * np.abs(want).max(), np.abs(got - want).max()
+
+
+def test_float32_lm_head_gradient_is_the_plain_gradient():
+  h, w, *_ = make(4)
+  g = jnp.asarray(np.random.default_rng(5).normal(size=(13, 101)), jnp.float32)
+  from simko_jax.losses.chunked import lm_head_logits
+  ours = jax.vjp(lm_head_logits, h[0], w)[1](g)
+  plain = jax.vjp(lambda a, b: a @ b, h[0], w)[1](g)
+  for a, b in zip(ours, plain):
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
