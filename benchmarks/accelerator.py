@@ -25,6 +25,10 @@ Model: the Qwen2.5-0.5B architecture (`models.presets`), random weights, bf16 co
             process (`--parts peer`, JAX_PLATFORMS=cpu) so JAX's GPU memory pool does not starve it,
             then `--parts '' --merge a.json b.json` prints the joint table.
 Prints a table and writes one JSON summary to --out.
+
+--profile DIR: after its timings, decode traces one 16-token sampling call (the same compiled program)
+and train one step under `jax.profiler.trace(DIR/<part>)`. Read the traces on any machine with `xprof`
+(`benchmarks/profile_summary.py`: per-HLO-op device time, occurrences and what bounds each op).
 """
 
 from __future__ import annotations
@@ -68,6 +72,13 @@ def median_time(fn, repeats: int) -> tuple[float, list[float]]:
   return statistics.median(times), times
 
 
+def profile(out_dir: str | None, fn) -> None:
+  """Run fn once under `jax.profiler.trace(out_dir)` (nothing if out_dir is None)."""
+  if out_dir:
+    with jax.profiler.trace(out_dir):
+      jax.block_until_ready(fn())
+
+
 def ceilings(n: int, copy_mib: int) -> dict:
   a = jax.random.normal(jax.random.key(0), (n, n), jnp.bfloat16)
   b = jax.random.normal(jax.random.key(1), (n, n), jnp.bfloat16)
@@ -82,7 +93,7 @@ def ceilings(n: int, copy_mib: int) -> dict:
               copy_mib=copy_mib)
 
 
-def bench_decode(cfg, batch: int, prompt: int, new: int, repeats: int) -> dict:
+def bench_decode(cfg, batch: int, prompt: int, new: int, repeats: int, profile_dir: str | None = None) -> dict:
   from flax import nnx
 
   from simko_jax.models import Transformer
@@ -103,6 +114,7 @@ def bench_decode(cfg, batch: int, prompt: int, new: int, repeats: int) -> dict:
   t_full, all_full = median_time(call(new), repeats)
   t_one, _ = median_time(call(1), repeats)
   step_s = (t_full - t_one) / (new - 1)
+  profile(profile_dir, call(min(new, 16)))
   context = prompt + new / 2
   step_flops = F.decode_step_flops(cfg, batch, context)
   step_bytes = F.decode_step_bytes(cfg, batch, context, weight_bytes=2, cache_bytes=2)
@@ -114,7 +126,8 @@ def bench_decode(cfg, batch: int, prompt: int, new: int, repeats: int) -> dict:
               step_flops=step_flops, step_bytes=step_bytes)
 
 
-def bench_train(cfg, seqs: int, prompt: int, response: int, micro: int, repeats: int, method: str) -> dict:
+def bench_train(cfg, seqs: int, prompt: int, response: int, micro: int, repeats: int, method: str,
+                profile_dir: str | None = None) -> dict:
   from flax import nnx
   from ml_collections import ConfigDict
 
@@ -157,6 +170,7 @@ def bench_train(cfg, seqs: int, prompt: int, response: int, micro: int, repeats:
       return metrics["loss"]
     jax.block_until_ready(one())
     step_s, times = median_time(one, repeats)
+    profile(profile_dir, one)
   flops = F.train_step_flops(cfg, seqs, prompt, response)
   plan = None
   if mem is not None:
@@ -195,6 +209,7 @@ def bench_torch_peer(hf: dict, batch: int, prompt: int, new: int, seqs: int, tp:
                                         for _ in range(repeats)])
   t_full, t_one = timed(gen(new)), timed(gen(1))
   step_s = (t_full - t_one) / (new - 1)
+  profile(profile_dir, call(min(new, 16)))
   out = dict(generate=dict(call_s=round(t_full, 4), decode_step_ms=round(1e3 * step_s, 4),
                            decode_tokens_per_s=round(batch / step_s, 1),
                            end_to_end_tokens_per_s=round(batch * new / t_full, 1)),
@@ -239,6 +254,7 @@ def main():
                   help="comma list of ceilings,decode,train,grpo,peer ('' for none)")
   ap.add_argument("--merge", nargs="*", default=[], help="JSON summaries of other runs to merge in")
   ap.add_argument("--out", default="accelerator.json")
+  ap.add_argument("--profile", default=None, help="trace decode and the SimKO train step into this folder")
   args = ap.parse_args()
   if args.quick:
     vars(args).update(QUICK)
@@ -269,11 +285,12 @@ def main():
       json.dump(summary, f, indent=1)
 
   part("ceilings", lambda: ceilings(getattr(args, "matmul_n", 8192), getattr(args, "copy_mib", 2048)))
-  part("decode", lambda: bench_decode(cfg, args.batch, args.prompt, args.new, args.repeats))
+  trace_dir = lambda name: os.path.join(args.profile, name) if args.profile else None
+  part("decode", lambda: bench_decode(cfg, args.batch, args.prompt, args.new, args.repeats, trace_dir("decode")))
   def train(method):
     try:
       return bench_train(cfg, args.train_seqs, args.train_prompt, args.train_response, args.micro,
-                         args.repeats, method)
+                         args.repeats, method, trace_dir("train") if method == "simko" else None)
     except Exception as e:  # e.g. a cuDNN attention the GPU/JAX build rejects: measure with XLA's
       if cfg.attention_impl == "xla":
         raise

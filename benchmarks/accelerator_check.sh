@@ -16,7 +16,9 @@
 #      image's flax cannot run a tiny model of ours (then our pinned one is used);
 #   3. benchmarks/accelerator.py on the Qwen2.5-0.5B shape in bf16 with cuDNN attention (JAX parts),
 #      then its PyTorch peer in a separate process, merged into $OUT/accelerator.json;
-#   4. the GPU test subset: sampler, decode, train step and chunked loss tests.
+#   4. the GPU test subset: sampler, decode, train step and chunked loss tests;
+#   5. $OUT/profile.tgz: the device traces step 3 took of a 16-token decode and one train step (read
+#      them here with `benchmarks/profile_summary.py`: time per HLO op).
 set -u
 OUT="${OUT:-$PWD/accel_out}"
 mkdir -p "$OUT"
@@ -47,7 +49,10 @@ if ! $PY -c "$smoke" 2>&1 | tee -a "$OUT/env.txt"; then
 fi
 
 stamp "3. benchmarks (JAX parts, then the PyTorch peer in its own process)"
+PROFILE=/tmp/accel_profile
+rm -rf "$PROFILE"
 timeout 300 $PY benchmarks/accelerator.py ${ACCEL_ARGS:-} --parts ceilings,decode,train,grpo --out "$OUT/accel_jax.json" \
+  --profile "$PROFILE" \
   > "$OUT/bench_jax.log" 2>&1; echo "jax parts rc=$?"; grep -E '^\[' "$OUT/bench_jax.log" | cut -c1-400
 JAX_PLATFORMS=cpu timeout 150 $PY benchmarks/accelerator.py ${ACCEL_ARGS:-} --parts peer --out "$OUT/accel_peer.json" \
   > "$OUT/bench_peer.log" 2>&1; echo "peer rc=$?"; grep -E '^\[' "$OUT/bench_peer.log" | cut -c1-400
@@ -62,4 +67,13 @@ JAX_PLATFORMS="${TEST_PLATFORM:-cuda}" timeout 200 $PY -m pytest -p no:cacheprov
   tests/train/test_step.py tests/losses/test_chunked.py tests/sampling/test_sampler.py \
   tests/sampling/test_filtering.py tests/models/test_decode.py > "$OUT/pytest_gpu.log" 2>&1
 echo "pytest rc=$?"; tail -15 "$OUT/pytest_gpu.log"
+
+stamp "5. traces"
+# Only the .xplane.pb files (the trace viewer's JSON is derived from them); at most 8 files come back
+# from $OUT, 16 MiB each, so all traces travel as one archive, the decode trace dropped if it is too big.
+(cd "$PROFILE" 2>/dev/null && tar czf "$OUT/profile.tgz" $(find . -name '*.xplane.pb')) || echo "no traces"
+if [ -f "$OUT/profile.tgz" ] && [ "$(stat -c %s "$OUT/profile.tgz")" -gt $((15 * 2 ** 20)) ]; then
+  (cd "$PROFILE" && tar czf "$OUT/profile.tgz" $(find ./train -name '*.xplane.pb'))
+fi
+ls -la "$OUT"
 stamp "done"

@@ -1,6 +1,7 @@
 """The fused chunked path equals the unchunked one, in values and in gradients w.r.t. h and W."""
 
 import jax
+import jax.extend.core
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -73,7 +74,7 @@ def _dot_operand_dtypes(fn, *args):
     for eqn in jaxpr.eqns:
       if eqn.primitive.name == "dot_general":
         found.append(tuple(str(v.aval.dtype) for v in eqn.invars))
-      for sub in jax.core.jaxprs_in_params(eqn.params):
+      for sub in jax.extend.core.jaxprs_in_params(eqn.params):
         walk(sub)
   walk(jax.make_jaxpr(fn)(*args).jaxpr)
   return found
