@@ -2,11 +2,13 @@
 
   python benchmarks/train_step.py                                  # micro, mini, smollm2-12, smollm2
   python benchmarks/train_step.py --shapes micro,mini --peer none  # ours only, two sizes
+  python benchmarks/train_step.py --shapes smollm2 --peer none --dtype bfloat16   # bf16 compute
 
 Model sizes: `benchmarks/peers/shapes.py` (SmolLM2-style Llama decoders with its 49,152 vocabulary,
 15.7M to 134.5M params, random weights). Step (both): `--seqs` sequences of `--prompt` + `--response`
 random ids in `--micro` gradient-accumulation micro-batches, loss on the response tokens, global-norm
-clipping 1.0, AdamW, float32 params and compute.
+clipping 1.0, AdamW, float32 params; float32 compute (`--dtype bfloat16`: bf16 compute over the float32
+master params, ours only: the torch peer is float32).
 
   ours    `train.step.jit_train_step` via `benchmarks/accelerator.py`'s `bench_train` (on-policy SimKO,
           fused chunked LM head, chunk 4096; GRPO too with `--methods simko,grpo`): compile time =
@@ -16,8 +18,8 @@ clipping 1.0, AdamW, float32 params and compute.
   peer    `benchmarks/peers/torch_train_step.py` (transformers LlamaForCausalLM, eager, sdpa, token-mean
           CE on the response, AdamW), a subprocess of this venv run after ours for each size; memory =
           its peak RSS minus the RSS after importing torch (CPU torch keeps no allocator statistics).
-  MFU     `metrics.flops.train_step_flops(cfg, seqs, prompt, response)` / step time / the float32 matmul
-          FLOP/s measured in this run (`sampling.matmul_flops`, [3072]^2 jnp.dot, best of 5, at the start
+  MFU     `metrics.flops.train_step_flops(cfg, seqs, prompt, response)` / step time / the matmul
+          FLOP/s measured in this run in the run's dtype (`sampling.matmul_flops`, [3072]^2 jnp.dot accumulated in float32, best of 5, at the start
           and at the end of the run; the higher is used); the same
           FLOP count is used for the peer (model FLOPs, not what each implementation executes).
 Prints a table and one `JSON {...}` line, with the load average at the start and end.
@@ -66,6 +68,8 @@ def main():
   ap.add_argument("--micro", type=int, default=1)
   ap.add_argument("--repeats", type=int, default=2)
   ap.add_argument("--peer", default="torch", help="'torch' or 'none'")
+  ap.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
+                  help="compute dtype of ours (params stay float32)")
   args = ap.parse_args()
 
   from accelerator import bench_train
@@ -73,12 +77,16 @@ def main():
   from sampling import matmul_flops
   from simko_jax.metrics import flops as F
 
+  if args.dtype != "float32" and args.peer != "none":
+    ap.error("--dtype bfloat16 measures ours only: add --peer none")
+  import jax.numpy as jnp
+  dtype = jnp.dtype(args.dtype)
   load_start = loadavg()
-  peak = matmul_flops()
-  print(f"float32 matmul {peak / 1e9:.1f} GFLOP/s; load average {' '.join(load_start)}", flush=True)
+  peak = matmul_flops(dtype=dtype)
+  print(f"{args.dtype} matmul {peak / 1e9:.1f} GFLOP/s; load average {' '.join(load_start)}", flush=True)
   rows = []
   for shape in args.shapes.split(","):
-    cfg = model_config(shape)
+    cfg = model_config(shape).replace(dtype=dtype)
     pc = F.param_counts(cfg)
     flops = F.train_step_flops(cfg, args.seqs, args.prompt, args.response)
     tokens = args.seqs * (args.prompt + args.response)
@@ -102,7 +110,7 @@ def main():
         print("RESULT " + json.dumps(row), flush=True)
         rows.append(row)
   # Matmul rate again at the end; MFU uses the higher (less loaded) of the two measurements.
-  peak_end = matmul_flops()
+  peak_end = matmul_flops(dtype=dtype)
   if peak_end > peak:
     for r in rows:
       r["mfu"] = round(F.utilisation(r["step_flops"], r["step_s"], peak_end), 4)
@@ -124,10 +132,10 @@ def main():
       ratios[f"{shape} simko/grpo"] = round(by["ours-simko"]["step_s"] / by["ours-grpo"]["step_s"], 3)
   for k, v in ratios.items():
     print(f"{k}: {v}")
-  print(f"load average: start {' '.join(load_start)}, end {' '.join(load_end)}; float32 matmul GFLOP/s: "
+  print(f"load average: start {' '.join(load_start)}, end {' '.join(load_end)}; {args.dtype} matmul GFLOP/s: "
         f"start {peak_start / 1e9:.1f}, end {peak_end / 1e9:.1f}")
   print("JSON " + json.dumps(dict(workload=dict(seqs=args.seqs, prompt=args.prompt, response=args.response,
-                                                micro=args.micro, repeats=args.repeats),
+                                                micro=args.micro, repeats=args.repeats, dtype=args.dtype),
                                   matmul_gflops=round(peak / 1e9, 1),
                                   matmul_gflops_start_end=[round(peak_start / 1e9, 1), round(peak_end / 1e9, 1)],
                                   loadavg_start=load_start,

@@ -9,7 +9,8 @@ One compiled XLA program per static signature does everything:
      prompt_bucket) by adding more left padding) minus their last column run through the model once
      (no logits) and their keys/values fill slots [0, Pb-1) of the per-layer cache of `decode`
      (keys in <= 32 blocks [B*n, KVH, Dh, blk] and values in as many [B*n, KVH, blk, Dh] per layer,
-     S = Pb + Nb, Nb = round_up(max_new_tokens, gen_bucket); blocks past the current slot are skipped).
+     S = Pb + Nb, Nb = round_up(max_new_tokens, gen_bucket); blocks past the current slot are skipped;
+     on GPU one block, computed and masked: `decode.max_key_blocks`).
   2. that cache, the kv mask and the last prompt token are repeated to B*n rows (row b*n + j = sample
      j of prompt b, so GRPO groups are contiguous): the prompt is never recomputed n times.
   3. `lax.while_loop` over steps i: feed the previous token (the last prompt token at i = 0) at cache
