@@ -19,9 +19,9 @@ master params, ours only: the torch peer is float32).
           CE on the response, AdamW), a subprocess of this venv run after ours for each size; memory =
           its peak RSS minus the RSS after importing torch (CPU torch keeps no allocator statistics).
   MFU     `metrics.flops.train_step_flops(cfg, seqs, prompt, response)` / step time / the matmul
-          FLOP/s measured in this run in the run's dtype (`sampling.matmul_flops`, [3072]^2 jnp.dot accumulated in float32, best of 5, at the start
-          and at the end of the run; the higher is used); the same
-          FLOP count is used for the peer (model FLOPs, not what each implementation executes).
+          FLOP/s measured in this run (`sampling.matmul_flops`: [3072]^2 jnp.dot in --dtype, float32
+          accumulation, best of 5, at the start and at the end of the run; the higher is used); the
+          same FLOP count is used for the peer (model FLOPs, not what each implementation executes).
 Prints a table and one `JSON {...}` line, with the load average at the start and end.
 """
 
