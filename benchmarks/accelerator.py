@@ -209,7 +209,6 @@ def bench_torch_peer(hf: dict, batch: int, prompt: int, new: int, seqs: int, tp:
                                         for _ in range(repeats)])
   t_full, t_one = timed(gen(new)), timed(gen(1))
   step_s = (t_full - t_one) / (new - 1)
-  profile(profile_dir, call(min(new, 16)))
   out = dict(generate=dict(call_s=round(t_full, 4), decode_step_ms=round(1e3 * step_s, 4),
                            decode_tokens_per_s=round(batch / step_s, 1),
                            end_to_end_tokens_per_s=round(batch * new / t_full, 1)),
