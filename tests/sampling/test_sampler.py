@@ -192,12 +192,12 @@ def test_blocks_computed_and_masked_equal_blocks_skipped(llama, monkeypatch):
   from simko_jax.sampling import decode
   model, _, state, _ = llama
   prompt, pmask = left_padded(model.cfg.vocab_size, LENGTHS, P, seed=6)
-  traced_blocks = []
+  blocks_per_run = []  # key blocks per layer under each run's setting
 
   def run():
     sampler = Sampler(nnx.split(model)[0], prompt_bucket=64, gen_bucket=64)  # S = 192
     out = sampler.sample(state, prompt, pmask, jax.random.key(2), n=2, max_new_tokens=40, stop_ids=())
-    traced_blocks.append(192 // decode.key_block(192))
+    blocks_per_run.append(192 // decode.key_block(192))
     return out
 
   monkeypatch.setattr(decode, "skip_blocks_with_cond", lambda: True)
@@ -206,7 +206,7 @@ def test_blocks_computed_and_masked_equal_blocks_skipped(llama, monkeypatch):
   one_block = run()
   monkeypatch.setattr(decode, "max_key_blocks", lambda: decode.MAX_KEY_BLOCKS)
   masked = run()
-  assert traced_blocks == [3, 1, 3]
+  assert blocks_per_run == [3, 1, 3]
   for out in (one_block, masked):
     np.testing.assert_array_equal(np.asarray(out.tokens), np.asarray(skipped.tokens))
     np.testing.assert_allclose(np.asarray(out.logprobs), np.asarray(skipped.logprobs), atol=1e-5, rtol=0)
