@@ -135,3 +135,27 @@ def cached_file(hub_id: HubId, filename: str, cache_dir: str | None = None) -> s
   found = try_to_load_from_cache(hub_id.repo_id, filename, cache_dir=cache_root(cache_dir),
                                  revision=hub_id.revision)
   return found if isinstance(found, str) else None
+
+
+def main(argv: list[str] | None = None) -> int:
+  """`python -m simko_jax.models.hub <org/name[@revision]> [--cache_dir DIR]`: fill the Hub cache
+  with exactly the files a run of that id reads (e.g. on a login node before an offline job);
+  prints the snapshot directory, or one `error: ...` line (exit code 1)."""
+  import argparse
+  import sys
+  parser = argparse.ArgumentParser(prog="python -m simko_jax.models.hub", description=main.__doc__)
+  parser.add_argument("hub_id", help="org/name or org/name@revision")
+  parser.add_argument("--cache_dir", default="", help="Hub cache (default: $HF_HUB_CACHE)")
+  args = parser.parse_args(argv)
+  hub_id = parse_hub_id(args.hub_id)
+  if hub_id is None:
+    sys.exit(f"error: {args.hub_id!r} is not a Hub model id (org/name[@revision]) or is a local path")
+  try:
+    print(download(hub_id, args.cache_dir or None))
+  except ModelLoadError as err:
+    sys.exit(f"error: {err}")
+  return 0
+
+
+if __name__ == "__main__":
+  main()

@@ -178,3 +178,19 @@ def test_an_existing_local_path_is_never_a_hub_id(tmp_path, monkeypatch):
 ])
 def test_only_the_needed_files_are_wanted(filename, fetched):
   assert hub.wanted(filename) == fetched
+
+
+def test_prefetch_cli_fills_the_cache_for_an_offline_run(server, tmp_path):
+  """`python -m simko_jax.models.hub <id>` downloads what a run reads; a bad id is one error line."""
+  import subprocess
+  import sys
+  cache = tmp_path / "hub_cache"
+  env = dict(os.environ, HF_HUB_OFFLINE="0", HF_HOME=str(tmp_path / "home"), JAX_PLATFORMS="cpu")
+  ok = subprocess.run([sys.executable, "-m", "simko_jax.models.hub", "org/tiny@v2", "--cache_dir",
+                       str(cache)], env=env, capture_output=True, text=True, timeout=120)
+  assert ok.returncode == 0, ok.stderr
+  assert ok.stdout.strip() == str(cache / "models--org--tiny" / "snapshots" / server.shas["b"])
+  bad = subprocess.run([sys.executable, "-m", "simko_jax.models.hub", "org/missing", "--cache_dir",
+                        str(cache)], env=env, capture_output=True, text=True, timeout=120)
+  assert bad.returncode == 1 and "Traceback" not in bad.stderr
+  assert bad.stderr.strip().splitlines()[-1].startswith("error: 'org/missing' is not a local path and ")
