@@ -29,9 +29,10 @@ import re
 
 from simko_jax.models.errors import MissingModelFileError, ModelLoadError, one_line
 
-ALLOW_PATTERNS = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
-                  "special_tokens_map.json", "chat_template.jinja", "chat_template.json",
-                  "*.safetensors", "model.safetensors.index.json")
+TOKENIZER_PATTERNS = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                      "chat_template.jinja", "chat_template.json")  # what `Tokenizer.load` reads
+ALLOW_PATTERNS = TOKENIZER_PATTERNS + ("generation_config.json", "*.safetensors",
+                                      "model.safetensors.index.json")
 IGNORE_PATTERNS = ("*/*",)  # fnmatch's "*" crosses "/": this drops every file inside a sub-folder
 
 # huggingface_hub's repo-id rule (one "/", [\w.-] characters, no "--" or ".."), plus "@<revision>".
@@ -58,9 +59,9 @@ def parse_hub_id(name: str) -> HubId | None:
   return HubId(match["repo"], match["rev"])
 
 
-def wanted(filename: str) -> bool:
+def wanted(filename: str, patterns: tuple[str, ...] = ALLOW_PATTERNS) -> bool:
   """Whether `download` fetches the repo file `filename` (a "/"-separated path in the repo)."""
-  return (any(fnmatch.fnmatch(filename, p) for p in ALLOW_PATTERNS)
+  return (any(fnmatch.fnmatch(filename, p) for p in patterns)
           and not any(fnmatch.fnmatch(filename, p) for p in IGNORE_PATTERNS))
 
 
@@ -70,8 +71,10 @@ def cache_root(cache_dir: str | None) -> str:
   return os.path.expanduser(cache_dir) if cache_dir else constants.HF_HUB_CACHE
 
 
-def download(hub_id: HubId, cache_dir: str | None = None) -> str:
+def download(hub_id: HubId, cache_dir: str | None = None, *, weights: bool = True) -> str:
   """The local snapshot directory of `hub_id` (downloaded into `cache_root(cache_dir)` if needed).
+
+  `weights=False` fetches only `TOKENIZER_PATTERNS` (for a tokenizer of a trained run: no weights).
 
   Raises `ModelLoadError` (one line: the id, the problem, the fix) for a repo that does not exist, a
   gated repo without access, a missing revision, an unreachable Hub / offline mode with nothing
@@ -82,14 +85,15 @@ def download(hub_id: HubId, cache_dir: str | None = None) -> str:
   try:
     path = huggingface_hub.snapshot_download(
         hub_id.repo_id, revision=hub_id.revision, cache_dir=cache_root(cache_dir), endpoint=endpoint,
-        allow_patterns=list(ALLOW_PATTERNS), ignore_patterns=list(IGNORE_PATTERNS))
+        allow_patterns=list(ALLOW_PATTERNS if weights else TOKENIZER_PATTERNS),
+        ignore_patterns=list(IGNORE_PATTERNS))
   except Exception as err:  # noqa: BLE001 - every failure becomes one line naming the id and the fix
     raise ModelLoadError(describe_failure(hub_id, err, cache_root(cache_dir), endpoint)) from err
   files = os.listdir(path)
   if "config.json" not in files:
     raise MissingModelFileError(f"Hub model '{hub_id}' has no config.json (snapshot {path}): it is "
                                 "not a transformers checkpoint; use a repo with config.json + safetensors")
-  if not any(f.endswith(".safetensors") for f in files):
+  if weights and not any(f.endswith(".safetensors") for f in files):
     raise MissingModelFileError(f"Hub model '{hub_id}' has no *.safetensors weights (snapshot {path}): "
                                 "simko_jax reads safetensors only (not .bin/.pth); use a repo that has them")
   return path

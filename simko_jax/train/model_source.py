@@ -38,10 +38,14 @@ def resolve_checkpoint(name: str, hub_cache_dir: str = "") -> str:
 
 
 def resolve_tokenizer(source: str):
-  """A tokenizer from a `load_policy`/meta `tokenizer` string: "char" or a checkpoint path/name."""
+  """A tokenizer from a `load_policy`/meta `tokenizer` string: "char" or a checkpoint path/name (a Hub
+  id fetches only its tokenizer files, into the default Hub cache `HF_HUB_CACHE`)."""
   if source == "char":
     return CharTokenizer()
   from simko_jax.models import Tokenizer
+  hub_id = hub.parse_hub_id(source)  # None for an existing path
+  if hub_id is not None:
+    return Tokenizer.load(hub.download(hub_id, weights=False))
   return Tokenizer.load(resolve_checkpoint(source))
 
 

@@ -194,3 +194,25 @@ def test_prefetch_cli_fills_the_cache_for_an_offline_run(server, tmp_path):
                         str(cache)], env=env, capture_output=True, text=True, timeout=120)
   assert bad.returncode == 1 and "Traceback" not in bad.stderr
   assert bad.stderr.strip().splitlines()[-1].startswith("error: 'org/missing' is not a local path and ")
+
+
+def test_a_trained_runs_tokenizer_fetches_no_weights(server, checkpoints, monkeypatch, tmp_path):
+  """`load_policy` of a run trained from a Hub id gets its tokenizer by id: tokenizer files only."""
+  from simko_jax.train.model_source import resolve_tokenizer
+  monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "default_cache"))
+  monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "default_cache"))
+  tok = resolve_tokenizer("org/tiny")
+  assert tok.encode("hi<|im_end|>") == Tokenizer.load(str(checkpoints["a"])).encode("hi<|im_end|>")
+  fetched = sorted(r.split("/")[-1] for r in server.requests if r.startswith("GET /org/tiny/resolve/"))
+  assert fetched == ["config.json", "tokenizer.json", "tokenizer_config.json"]
+
+
+def test_hub_cache_dir_must_be_a_local_directory():
+  from simko_jax.config import ConfigError, validate
+  cfg = default_config()
+  cfg.model.hub_cache_dir = "/mnt/local_ssd/hf"
+  validate(cfg)
+  cfg.model.hub_cache_dir = "gs://bucket/hf"
+  with pytest.raises(ConfigError, match=r"^config.model.hub_cache_dir = 'gs://bucket/hf' is invalid: allowed "
+                                        r"'' \(huggingface_hub's default cache\) or a local directory path"):
+    validate(cfg)
