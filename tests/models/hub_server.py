@@ -11,7 +11,8 @@ huggingface_hub 2.x (read from its source: `HfApi.repo_info`, `HfApi.list_repo_t
 with the Hub's error signalling: 404 + `X-Error-Code: RepoNotFound` / `RevisionNotFound` /
 `EntryNotFound`, and for a gated repo 401 + `X-Error-Code: GatedRepo` on file downloads unless the
 request carries `Authorization: Bearer <the repo's token>` (metadata stays public, as on the Hub).
-Every request path is recorded in `HubServer.requests`.
+Every request path is recorded in `HubServer.requests`. `hold(filename, heads)` makes the first GET of
+`filename` wait until `heads` HEAD requests for it have arrived (proof that downloads overlapped).
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ class HubServer:
     self.commits: dict[str, dict[str, bytes]] = {}   # commit sha -> files
     self.gated: dict[str, str] = {}                  # repo -> token that grants access
     self.requests: list[str] = []
+    self._hold: tuple[str, int] | None = None
+    self.overlapped = threading.Event()  # set when a held GET saw the HEADs it waited for
     self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
     self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
     self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -62,6 +65,21 @@ class HubServer:
     if gated_token:
       self.gated[repo] = gated_token
     return sha
+
+  def hold(self, filename: str, heads: int) -> None:
+    self._hold = (filename, heads)
+
+  def _wait_for_heads(self, filename: str, timeout: float = 150.0) -> None:
+    """First GET of the held file: wait (polling) until enough HEADs for it were received."""
+    if self._hold is None or self._hold[0] != filename:
+      return
+    heads = self._hold[1]
+    self._hold = None
+    for _ in range(int(timeout / 0.05)):
+      if sum(r.startswith("HEAD ") and r.endswith("/" + filename) for r in self.requests) >= heads:
+        self.overlapped.set()
+        return
+      threading.Event().wait(0.05)
 
   def __enter__(self) -> "HubServer":
     self._thread.start()
@@ -109,6 +127,8 @@ class HubServer:
       data = self.commits[sha].get(filename)
       if data is None:
         return 404, {"X-Error-Code": "EntryNotFound", "X-Repo-Commit": sha}, b""
+      if method == "GET":
+        self._wait_for_heads(filename)
       headers = {"X-Repo-Commit": sha, "ETag": f'"{hashlib.sha256(data).hexdigest()}"',
                  "Content-Length": str(len(data)), "Content-Type": "application/octet-stream"}
       return 200, headers, data

@@ -216,3 +216,24 @@ def test_hub_cache_dir_must_be_a_local_directory():
   with pytest.raises(ConfigError, match=r"^config.model.hub_cache_dir = 'gs://bucket/hf' is invalid: allowed "
                                         r"'' \(huggingface_hub's default cache\) or a local directory path"):
     validate(cfg)
+
+
+def test_processes_sharing_a_cache_download_each_file_once(server, checkpoints, tmp_path):
+  """Two processes fetch the same id into one cache at once (as the JAX processes of one host do):
+  huggingface_hub's per-file lock makes the second wait for the first's model.safetensors."""
+  import subprocess
+  import sys
+  cache = tmp_path / "shared_cache"
+  server.hold("model.safetensors", heads=2)  # the first download stalls until both processes asked
+  env = dict(os.environ, HF_HUB_OFFLINE="0", HF_HOME=str(tmp_path / "home"), JAX_PLATFORMS="cpu")
+  cmd = [sys.executable, "-m", "simko_jax.models.hub", "org/tiny", "--cache_dir", str(cache)]
+  procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+           for _ in range(2)]
+  outs = [p.communicate(timeout=280) for p in procs]
+  assert [p.returncode for p in procs] == [0, 0], outs
+  assert outs[0][0] == outs[1][0] and server.overlapped.is_set()
+  gets = [r for r in server.requests if r.startswith("GET ") and r.endswith("/model.safetensors")]
+  assert len(gets) == 1, server.requests
+  snapshot = outs[0][0].strip()
+  assert (open(os.path.join(snapshot, "model.safetensors"), "rb").read()
+          == (checkpoints["a"] / "model.safetensors").read_bytes())
