@@ -237,3 +237,12 @@ def test_processes_sharing_a_cache_download_each_file_once(server, checkpoints, 
   snapshot = outs[0][0].strip()
   assert (open(os.path.join(snapshot, "model.safetensors"), "rb").read()
           == (checkpoints["a"] / "model.safetensors").read_bytes())
+
+
+def test_evaluate_loads_a_hub_id(server, checkpoints, monkeypatch, tmp_path):
+  """`python -m simko_jax.evaluate --checkpoint org/tiny@v2` path: the default Hub cache, same logits."""
+  from simko_jax.evaluate import _load_policy
+  monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "default_cache"))
+  model, tok = _load_policy("org/tiny@v2")
+  np.testing.assert_array_equal(logits(model), logits(load_pretrained(str(checkpoints["b"]))[0]))
+  assert tok.eos_id == 257 and (tmp_path / "default_cache" / "models--org--tiny").is_dir()
