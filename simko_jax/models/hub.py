@@ -105,6 +105,11 @@ def describe_failure(hub_id: HubId, err: Exception, cache: str, endpoint: str | 
   site = (endpoint or constants.ENDPOINT).rstrip("/")
   repo, rev = hub_id.repo_id, hub_id.revision or "main"
   if isinstance(err, errors.GatedRepoError):
+    from huggingface_hub import get_token  # local lookup: HF_TOKEN, else the saved token
+    if get_token():
+      return (f"Hub model '{repo}' is gated and the token in use (HF_TOKEN or `hf auth login`) has no "
+              f"access to it: accept its licence at {site}/{repo} with that token's account, or set "
+              "HF_TOKEN to a token of an account that did")
     return (f"Hub model '{repo}' is gated and this machine has no access to it: accept its licence at "
             f"{site}/{repo} (logged in), then set HF_TOKEN to a read token of that account "
             "(or run `hf auth login`)")

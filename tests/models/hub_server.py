@@ -9,8 +9,9 @@ huggingface_hub 2.x (read from its source: `HfApi.repo_info`, `HfApi.list_repo_t
   GET  /{org}/{name}/resolve/{rev}/{file}           -> the bytes
 
 with the Hub's error signalling: 404 + `X-Error-Code: RepoNotFound` / `RevisionNotFound` /
-`EntryNotFound`, and for a gated repo 401 + `X-Error-Code: GatedRepo` on file downloads unless the
-request carries `Authorization: Bearer <the repo's token>` (metadata stays public, as on the Hub).
+`EntryNotFound`, and for a gated repo 401 (no token) / 403 (another token) + `X-Error-Code: GatedRepo`
+on file downloads unless the request carries `Authorization: Bearer <the repo's token>` (metadata stays
+public, as on the Hub).
 Every request path is recorded in `HubServer.requests`. `hold(filename, heads)` makes the first GET of
 `filename` wait until `heads` HEAD requests for it have arrived (proof that downloads overlapped).
 """
@@ -122,7 +123,8 @@ class HubServer:
       if error:
         return 404, {"X-Error-Code": error}, b""
       if repo in self.gated and auth != f"Bearer {self.gated[repo]}":
-        return 401, {"X-Error-Code": "GatedRepo", "X-Error-Message": f"Access to model {repo} is "
+        status = 401 if auth is None else 403  # the Hub: 401 anonymous, 403 logged in without access
+        return status, {"X-Error-Code": "GatedRepo", "X-Error-Message": f"Access to model {repo} is "
                      "restricted. You must have access to it and be authenticated to access it."}, b""
       data = self.commits[sha].get(filename)
       if data is None:

@@ -145,6 +145,10 @@ def test_missing_repo_revision_and_gated_repo_errors(server, tmp_path, monkeypat
     assert str(err.value) == message and "\n" not in message
   snapshots = os.path.join(cache, "models--org--llama", "snapshots")
   assert not os.path.exists(snapshots) or not any(files for _, _, files in os.walk(snapshots))
+  monkeypatch.setenv("HF_TOKEN", "hf_someone_else")
+  with pytest.raises(ModelLoadError, match=r"^Hub model 'org/llama' is gated and the token in use "
+                                           r"\(HF_TOKEN or `hf auth login`\) has no access to it: "):
+    load_model_and_tokenizer(model_cfg("org/llama", cache))
   monkeypatch.setenv("HF_TOKEN", "hf_granted")  # huggingface_hub's usual token resolution
   model, _, _ = load_model_and_tokenizer(model_cfg("org/llama", cache))  # the server checks the token
   assert model.cfg.architecture == "LlamaForCausalLM"
