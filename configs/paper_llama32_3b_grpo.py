@@ -1,7 +1,7 @@
 """GRPO baseline on Llama-3.2-3B-Instruct, GSM8K + MATH level-1 mix.
 
-  python -m simko_jax.main --config configs/paper_llama32_3b_grpo.py \\
-      --config.model.checkpoint=/data/Llama-3.2-3B-Instruct
+  HF_TOKEN=hf_... python -m simko_jax.main --config configs/paper_llama32_3b_grpo.py
+(weights: the gated Hub id meta-llama/Llama-3.2-3B-Instruct, see paper_llama32_3b_simko.py)
 """
 
 from configs.paper_llama32_3b_simko import get_config as _simko

@@ -1,7 +1,9 @@
 """SimKO on Llama-3.2-3B-Instruct, GSM8K + MATH level-1 mix (8,388 problems), the paper's second setting.
 
-  python -m simko_jax.main --config configs/paper_llama32_3b_simko.py \\
-      --config.model.checkpoint=/data/Llama-3.2-3B-Instruct
+  HF_TOKEN=hf_... python -m simko_jax.main --config configs/paper_llama32_3b_simko.py
+The weights come from the Hub id meta-llama/Llama-3.2-3B-Instruct, a gated repo: accept the Llama 3.2
+licence on https://huggingface.co/meta-llama/Llama-3.2-3B-Instruct, then set HF_TOKEN (or run
+`hf auth login`). A local copy works too: --config.model.checkpoint=/data/Llama-3.2-3B-Instruct.
 Same published hyper-parameters as the Qwen2.5-Math-7B run (SIMKO_METHOD.md §8) on this data mix.
 """
 
@@ -13,7 +15,7 @@ GSM8K_LEVEL1_TRAIN = "../shared/data/train/gsm8k_level1_train.parquet"
 def get_config():
   c = _qwen()
   c.out_dir = "runs/llama32_3b_simko"
-  c.model.checkpoint = "/data/Llama-3.2-3B-Instruct"
+  c.model.checkpoint = "meta-llama/Llama-3.2-3B-Instruct"   # gated Hub id: needs HF_TOKEN
   c.data.train_files = GSM8K_LEVEL1_TRAIN
   c.train.mesh_fsdp = 8
   return c

@@ -1,7 +1,7 @@
 """GRPO baseline on Qwen2.5-Math-7B, MATH train: identical to the SimKO paper config but the method.
 
-  python -m simko_jax.main --config configs/paper_qwen25_math7b_grpo.py \\
-      --config.model.checkpoint=/data/Qwen2.5-Math-7B
+  python -m simko_jax.main --config configs/paper_qwen25_math7b_grpo.py
+(weights: the Hub id Qwen/Qwen2.5-Math-7B, see paper_qwen25_math7b_simko.py)
 """
 
 from configs.paper_qwen25_math7b_simko import get_config as _simko

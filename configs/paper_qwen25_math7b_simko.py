@@ -1,8 +1,10 @@
 """SimKO on Qwen2.5-Math-7B, MATH train (7,500 problems): the paper's main setting (SIMKO_METHOD.md §8).
 
-Not runnable on a CPU; needs the checkpoint on local disk and 8 x H100 (or a TPU slice, see launch/).
+Not runnable on a CPU; needs 8 x H100 (or a TPU slice, see launch/). The weights come from the Hugging
+Face Hub (`Qwen/Qwen2.5-Math-7B`, ~15 GB of safetensors, downloaded once into the Hub cache on each
+host; launch/README.md "Weights from the Hugging Face Hub"); a local copy works too:
   python -m simko_jax.main --config configs/paper_qwen25_math7b_simko.py \\
-      --config.model.checkpoint=/data/Qwen2.5-Math-7B
+      [--config.model.checkpoint=/data/Qwen2.5-Math-7B]
 Published: lr 1e-6 constant; 1024 prompts x 8 rollouts; PPO mini-batch 256 prompts (4 updates/batch);
 1 epoch; prompt 1024 / response 3072 tokens; temperature 1.0, top-p 1; no KL; clip 0.2; 20 epochs over
 MATH (~140 steps). SimKO: K 3, alpha 0.01, lambda 1.1 on the advantage, tau 0.8 quantile.
@@ -16,7 +18,7 @@ MATH_TRAIN = "../shared/data/train/math_train.parquet"
 def get_config():
   c = default_config()
   c.out_dir = "runs/qwen25_math7b_simko"
-  c.model.checkpoint = "/data/Qwen2.5-Math-7B"
+  c.model.checkpoint = "Qwen/Qwen2.5-Math-7B"   # Hub id (append @<commit> to pin the revision)
   c.model.dtype = "bfloat16"
   c.model.param_dtype = "float32"
   c.model.remat = "dots_with_no_batch_dims_saveable"

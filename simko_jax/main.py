@@ -9,13 +9,10 @@ from __future__ import annotations
 import os
 import sys
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from absl import app, flags, logging
+from ml_collections import config_flags
 
-from absl import app, flags, logging  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
-
-from simko_jax.config import (ConfigError, apply_runlocal, check_override_keys,  # noqa: E402
-                              validate)
+from simko_jax.config import ConfigError, apply_runlocal, check_override_keys, validate
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file in configs/.")
 _DRY_RUN = flags.DEFINE_bool(
@@ -46,11 +43,12 @@ def main(argv):
   except distributed.DistributedConfigError as err:
     sys.exit(f"error: {err}")
   from simko_jax.data.sources import DataError  # noqa: PLC0415 (heavy imports after validation)
+  from simko_jax.models.errors import ModelLoadError  # noqa: PLC0415
   from simko_jax.train import loop  # noqa: PLC0415
   from simko_jax.train.checkpoint import CheckpointError  # noqa: PLC0415
   try:
     loop.run(cfg)
-  except (ConfigError, DataError, CheckpointError, OSError, loop.NonFiniteError) as err:
+  except (ConfigError, DataError, CheckpointError, ModelLoadError, OSError, loop.NonFiniteError) as err:
     sys.exit(f"error: {err}")
 
 

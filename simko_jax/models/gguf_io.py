@@ -18,6 +18,7 @@ from typing import Any, Callable
 import numpy as np
 
 from simko_jax.models.config import ModelConfig
+from simko_jax.models.errors import MissingModelFileError, ModelLoadError, one_line
 from simko_jax.models.hf_io import hf_shape
 
 # our param name -> (GGUF tensor name pattern, HF-layout kind)
@@ -52,10 +53,15 @@ def permute_rope_rows(w: np.ndarray, n_head: int) -> np.ndarray:
 
 
 def open_gguf(path: str):
+  """`gguf.GGUFReader(path)`; `ModelLoadError` naming the file when it is missing, truncated or corrupt."""
   import gguf
   if not os.path.isfile(path):
-    raise FileNotFoundError(f"GGUF file {path!r} does not exist")
-  return gguf.GGUFReader(path)
+    raise MissingModelFileError(f"GGUF file {path!r} does not exist")
+  try:
+    return gguf.GGUFReader(path)
+  except Exception as err:  # noqa: BLE001 - gguf-py raises ValueError, struct/IndexError, OSError...
+    raise ModelLoadError(f"{path} is not a readable GGUF file ({type(err).__name__}: {one_line(err, 120)}): "
+                         "it is truncated or corrupt; re-download or re-convert it") from err
 
 
 def gguf_field(reader, key: str, default: Any = None) -> Any:
@@ -111,12 +117,14 @@ def gguf_tensor_getter(reader, cfg: ModelConfig) -> Callable[[str, int | None, t
     pattern, kind = GGUF_GLOBAL_NAMES[param] if layer is None else GGUF_LAYER_NAMES[param]
     name = pattern.format(i=layer)
     if name not in tensors:
-      raise KeyError(f"tensor {name!r} not found in the GGUF file")
+      raise ModelLoadError(f"tensor {name!r} is not in the GGUF file: it does not match its own "
+                           "metadata; re-download or re-convert it")
     t = tensors[name]
     arr = np.asarray(dequantize(t.data, t.tensor_type), dtype=np.float32)
     want = hf_shape(kind, shape)
     if arr.size != int(np.prod(want)):
-      raise ValueError(f"GGUF tensor {name!r} has {arr.size} values, expected shape {want}")
+      raise ModelLoadError(f"GGUF tensor {name!r} has {arr.size} values, expected shape {want}: it "
+                           "does not match the file's metadata; re-download or re-convert it")
     arr = arr.reshape(want)
     if param == "wq":
       arr = unpermute_rope_rows(arr, cfg.num_heads)

@@ -20,6 +20,7 @@ from typing import Any, Callable
 import numpy as np
 
 from simko_jax.models.config import ModelConfig
+from simko_jax.models.errors import MissingModelFileError, ModelLoadError, one_line
 
 # our layer param name -> (HF suffix after "model.layers.{i}.", kind)
 HF_LAYER_NAMES: dict[str, tuple[str, str]] = {
@@ -81,36 +82,61 @@ def hf_tensor_name(param: str, layer: int | None) -> tuple[str, str]:
 
 
 # ---------------------------------------------------------------------------------------- reading
+# Keys `ModelConfig.from_hf_config` cannot default: a config.json without one of them is incomplete.
+REQUIRED_HF_KEYS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                    "intermediate_size")
+REFETCH = "re-download or re-export the checkpoint (for a Hub id: delete its folder in the Hub cache)"
+
+
 def read_hf_config(path: str) -> dict[str, Any]:
+  """`path/config.json` as a dict; `ModelLoadError` if it is missing, unparsable or incomplete."""
   cfg_path = os.path.join(path, "config.json")
   if not os.path.isfile(cfg_path):
-    raise FileNotFoundError(f"no config.json in HF checkpoint directory {path!r}")
-  with open(cfg_path) as f:
-    return json.load(f)
+    raise MissingModelFileError(f"no config.json in HF checkpoint directory {path!r}: it is not a "
+                                f"checkpoint directory, or {REFETCH}")
+  try:
+    with open(cfg_path) as f:
+      hf = json.load(f)
+  except (ValueError, UnicodeDecodeError) as err:  # JSONDecodeError is a ValueError
+    raise ModelLoadError(f"{cfg_path} is not valid JSON ({one_line(err, 120)}): the file is damaged; "
+                         f"{REFETCH}") from err
+  missing = [k for k in REQUIRED_HF_KEYS if not isinstance(hf, dict) or k not in hf]
+  if missing:
+    raise ModelLoadError(f"{cfg_path} is incomplete: it lacks {', '.join(missing)}; {REFETCH}")
+  return hf
 
 
 class SafetensorsReader:
-  """Lazy tensor access over `model.safetensors` or a sharded `model.safetensors.index.json` dir."""
+  """Lazy tensor access over `model.safetensors` or a sharded `model.safetensors.index.json` dir.
+
+  Every file is opened (its header parsed and its size checked against the header) up front, so a
+  missing, truncated or damaged shard fails here with `ModelLoadError` before any param is built.
+  """
 
   def __init__(self, path: str):
-    from safetensors import safe_open
     index = os.path.join(path, "model.safetensors.index.json")
     single = os.path.join(path, "model.safetensors")
     if os.path.isfile(index):
-      with open(index) as f:
-        weight_map = json.load(f)["weight_map"]
+      try:
+        with open(index) as f:
+          weight_map = json.load(f)["weight_map"]
+      except (ValueError, KeyError, TypeError) as err:
+        raise ModelLoadError(f"{index} is not a valid safetensors index ({one_line(err, 120)}); "
+                             f"{REFETCH}") from err
     elif os.path.isfile(single):
       weight_map = None
     else:
-      raise FileNotFoundError(f"no model.safetensors or model.safetensors.index.json in {path!r}")
+      raise MissingModelFileError(f"no model.safetensors or model.safetensors.index.json in {path!r}; "
+                                  f"{REFETCH}")
     self._files: dict[str, Any] = {}
     self._where: dict[str, str] = {}
     files = sorted(set(weight_map.values())) if weight_map else ["model.safetensors"]
     for name in files:
       fpath = os.path.join(path, name)
       if not os.path.isfile(fpath):
-        raise FileNotFoundError(f"safetensors shard {fpath!r} listed in the index is missing")
-      handle = safe_open(fpath, framework="numpy")
+        raise MissingModelFileError(f"safetensors shard {fpath!r} listed in the index is missing; "
+                                    f"{REFETCH}")
+      handle = open_safetensors(fpath)
       self._files[name] = handle
       for key in handle.keys():
         self._where[key] = name
@@ -120,8 +146,19 @@ class SafetensorsReader:
 
   def get(self, name: str) -> np.ndarray:
     if name not in self._where:
-      raise KeyError(f"tensor {name!r} not found in the checkpoint")
+      raise ModelLoadError(f"tensor {name!r} is not in the checkpoint's safetensors files: they do not "
+                           f"match config.json; {REFETCH}")
     return self._files[self._where[name]].get_tensor(name)
+
+
+def open_safetensors(fpath: str):
+  """`safe_open(fpath)`; `ModelLoadError` naming the file when it is truncated or not safetensors."""
+  from safetensors import safe_open
+  try:
+    return safe_open(fpath, framework="numpy")
+  except Exception as err:  # noqa: BLE001 - SafetensorError (rust) has no stable Python base class
+    raise ModelLoadError(f"{fpath} is not a readable safetensors file ({one_line(err, 120)}): it is "
+                         f"truncated or damaged; {REFETCH}") from err
 
 
 def hf_tensor_getter(path: str, cfg: ModelConfig) -> Callable[[str, int | None, tuple[int, ...]], np.ndarray]:
@@ -131,11 +168,13 @@ def hf_tensor_getter(path: str, cfg: ModelConfig) -> Callable[[str, int | None, 
   def get(param: str, layer: int | None, shape: tuple[int, ...]) -> np.ndarray:
     name, kind = hf_tensor_name(param, layer)
     if param == "lm_head" and name not in reader:
-      raise KeyError(f"untied config but tensor {name!r} is missing from {path!r}")
+      raise ModelLoadError(f"config.json says the LM head is untied but tensor {name!r} is missing "
+                           f"from {path!r}; {REFETCH}")
     arr = reader.get(name)
     want = hf_shape(kind, shape)
     if tuple(arr.shape) != tuple(want):
-      raise ValueError(f"tensor {name!r} has shape {tuple(arr.shape)}, expected {want} for config {cfg}")
+      raise ModelLoadError(f"tensor {name!r} in {path!r} has shape {tuple(arr.shape)}, expected {want} "
+                           f"from its config.json: weights and config.json do not match; {REFETCH}")
     return from_hf(kind, arr, shape)
 
   return get

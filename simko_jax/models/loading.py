@@ -18,6 +18,7 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from simko_jax.models.config import ModelConfig
+from simko_jax.models.errors import MissingModelFileError, ModelLoadError, one_line
 from simko_jax.models.transformer import Transformer, layer_param_specs
 from simko_jax.parallel import logical_axes_of, logical_to_sharding
 
@@ -67,21 +68,34 @@ def load_pretrained(path: str, dtype: Any = None, param_dtype: Any = None, mesh:
   """
   import jax.numpy as jnp
   if not os.path.exists(path):
-    raise FileNotFoundError(f"checkpoint path {path!r} does not exist")
+    raise MissingModelFileError(f"checkpoint path {path!r} does not exist")
   dtype = jnp.float32 if dtype is None else dtype
   overrides = dict(dtype=dtype, param_dtype=dtype if param_dtype is None else param_dtype, **cfg_overrides)
   if os.path.isfile(path) and path.endswith(".gguf"):
     from simko_jax.models.gguf_io import gguf_config, gguf_tensor_getter, open_gguf
     reader = open_gguf(path)
-    cfg = gguf_config(reader, **overrides)
+    cfg = _model_config(path, lambda: gguf_config(reader, **overrides))
     get = gguf_tensor_getter(reader, cfg)
   elif os.path.isdir(path):
     from simko_jax.models.hf_io import hf_tensor_getter, read_hf_config
-    cfg = ModelConfig.from_hf_config(read_hf_config(path), **overrides)
+    hf = read_hf_config(path)
+    cfg = _model_config(os.path.join(path, "config.json"),
+                        lambda: ModelConfig.from_hf_config(hf, **overrides))
     get = hf_tensor_getter(path, cfg)
   else:
-    raise ValueError(f"{path!r} is neither a HF checkpoint directory nor a .gguf file")
+    raise ModelLoadError(f"{path!r} is neither a HF checkpoint directory nor a .gguf file")
   return assemble_params(cfg, get, mesh, rules), cfg
+
+
+def _model_config(source: str, build: Callable[[], ModelConfig]) -> ModelConfig:
+  """`build()`, with an unsupported or malformed architecture reported as `ModelLoadError` naming
+  `source` (the config.json or .gguf it was read from)."""
+  try:
+    return build()
+  except ModelLoadError:
+    raise
+  except (ValueError, KeyError, TypeError, NotImplementedError) as err:
+    raise ModelLoadError(f"{source}: {one_line(err, 200)}") from err
 
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -3,7 +3,8 @@
 `ModelConfig.from_hf_config(HF_PRESETS[name])` gives the architecture (used by `--dry_run`, which sizes
 the 7B / 3B runs on a CPU). Values are those published in each model's `config.json` on the Hugging Face
 Hub (the fields `from_hf_config` reads, plus the ones that identify the model). `preset_for(path)`
-matches a checkpoint path by its last component, e.g. "/data/Qwen2.5-Math-7B" -> "Qwen2.5-Math-7B".
+matches a checkpoint path or Hub id by its last component, e.g. "/data/Qwen2.5-Math-7B" or
+"Qwen/Qwen2.5-Math-7B@main" -> "Qwen2.5-Math-7B".
 """
 
 from __future__ import annotations
@@ -63,6 +64,6 @@ def hf_preset(name: str) -> dict[str, Any]:
 
 
 def preset_for(path: str) -> str | None:
-  """The preset name matching a checkpoint path's last component, or None."""
-  name = os.path.basename(os.path.normpath(path))
+  """The preset name matching a checkpoint path's / Hub id's last component (minus "@revision"), or None."""
+  name = os.path.basename(os.path.normpath(path)).split("@", 1)[0]
   return name if name in HF_PRESETS else None

@@ -1,7 +1,7 @@
 """`Tokenizer`: encode/decode + jinja2 chat templates, from a HF dir, a SentencePiece model or a GGUF file.
 
-Never touches the network (HF_HUB_OFFLINE=1 is set on import). `encode` does *not* add BOS/EOS by
-default: chat templates already contain whatever special tokens the model expects.
+Reads local files only (a Hub id is first downloaded by `simko_jax.models.hub`). `encode` does *not*
+add BOS/EOS by default: chat templates already contain whatever special tokens the model expects.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import os
 from datetime import datetime
 from typing import Any, Sequence
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from simko_jax.models.errors import MissingModelFileError, ModelLoadError, one_line
 
 # llama.cpp `tokenizer.ggml.pre` -> split regex (same as transformers' GGUF loader).
 _LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
@@ -106,13 +106,22 @@ class Tokenizer:
     from tokenizers import Tokenizer as HFTokenizer
     tok_file = os.path.join(path, "tokenizer.json")
     if not os.path.isfile(tok_file):
-      raise FileNotFoundError(f"no tokenizer.json in {path!r}")
-    backend = HFTokenizer.from_file(tok_file)
+      raise MissingModelFileError(f"no tokenizer.json in {path!r}: the checkpoint's tokenizer is missing; "
+                                  "copy the model's tokenizer.json (and tokenizer_config.json) there")
+    try:
+      backend = HFTokenizer.from_file(tok_file)
+    except Exception as err:  # noqa: BLE001 - the tokenizers library raises a bare Exception
+      raise ModelLoadError(f"{tok_file} is not a readable tokenizer ({one_line(err, 120)}): the file is "
+                           "damaged; re-download it") from err
     conf: dict[str, Any] = {}
     conf_file = os.path.join(path, "tokenizer_config.json")
     if os.path.isfile(conf_file):
-      with open(conf_file) as f:
-        conf = json.load(f)
+      try:
+        with open(conf_file) as f:
+          conf = json.load(f)
+      except ValueError as err:
+        raise ModelLoadError(f"{conf_file} is not valid JSON ({one_line(err, 120)}): the file is damaged; "
+                             "re-download it") from err
     template = conf.get("chat_template")
     jinja_file = os.path.join(path, "chat_template.jinja")
     if template is None and os.path.isfile(jinja_file):

@@ -5,8 +5,9 @@ Nothing is allocated and no checkpoint is read. Method (decided for CPU-only mac
     XLA_FLAGS and the platform forced to CPU *before* JAX starts, and the run's real (data, fsdp, tensor)
     mesh is built over them. (An `AbstractMesh` would allow `.lower()` but not `.compile()`, and only a
     compiled program has `memory_analysis()`.)
-  * the architecture comes from `simko_jax.models.presets` (checkpoint path matched by its last
-    component), a local HF dir / GGUF file's own config, or `model.random_preset`;
+  * the architecture comes from `simko_jax.models.presets` (checkpoint path or Hub id matched by its
+    last component), a local HF dir / GGUF file's own config, a Hub id's config.json already in the
+    Hub cache (never downloaded), or `model.random_preset`;
   * params: `nnx.eval_shape`; their shardings: the model's logical-axis rules on that mesh; optimizer
     state: `tx.init` jitted and compiled on abstract sharded params (its output shardings);
   * the trainer's own `jit_train_step` is lowered AOT on abstract inputs of one optimizer update and
@@ -67,6 +68,7 @@ def model_config(model_cfg, *, attention_impl: str | None = None):
   import jax.numpy as jnp
 
   from simko_jax.config import ConfigError
+  from simko_jax.models import hub
   from simko_jax.models.config import PRESETS, ModelConfig
   from simko_jax.models.presets import hf_preset, preset_for
   over = dict(dtype=jnp.dtype(model_cfg.dtype), param_dtype=jnp.dtype(model_cfg.param_dtype),
@@ -79,12 +81,18 @@ def model_config(model_cfg, *, attention_impl: str | None = None):
   if os.path.isfile(os.path.join(ckpt, "config.json")):
     from simko_jax.models.hf_io import read_hf_config
     return ModelConfig.from_hf_config(read_hf_config(ckpt), **over)
+  hub_id = hub.parse_hub_id(ckpt)
+  cached = hub_id and hub.cached_file(hub_id, "config.json", model_cfg.get("hub_cache_dir") or None)
+  if cached:
+    from simko_jax.models.hf_io import read_hf_config
+    return ModelConfig.from_hf_config(read_hf_config(os.path.dirname(cached)), **over)
   if ckpt == "smollm2" or ckpt.endswith(".gguf"):
     from simko_jax.models.gguf_io import gguf_config, open_gguf
     from simko_jax.train.model_source import resolve_checkpoint
     return gguf_config(open_gguf(resolve_checkpoint(ckpt)), **over)
   raise ConfigError(f"config.model.checkpoint = {ckpt!r}: --dry_run needs its architecture; add it to "
-                    "simko_jax/models/presets.py or point to a directory with its config.json")
+                    "simko_jax/models/presets.py, point to a directory with its config.json, or (Hub id) "
+                    "download it once so its config.json is in the Hub cache")
 
 
 def per_device_bytes(tree) -> int:

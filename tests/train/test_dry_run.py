@@ -81,3 +81,31 @@ def test_cli_dry_run_prints_table(config, devices, fits, extra):
     assert row in stdout, row
   assert ("fits: yes" in stdout) == fits
   assert ("WARNING" in stdout) == (not fits)
+
+
+def test_hub_ids_resolve_their_architecture_without_downloading(tmp_path, monkeypatch):
+  """Paper configs name Hub ids: a preset by the id's last component (revision ignored), else the
+  config.json of a pre-filled Hub cache (huggingface_hub's layout); never a request."""
+  import json
+
+  import ml_collections
+
+  from simko_jax.config import ConfigError, default_config
+  from simko_jax.models.presets import LLAMA32_3B
+  from simko_jax.train import dry_run
+  monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens: any request would fail
+  model = ml_collections.ConfigDict(default_config().model.to_dict())
+  assert load("paper_llama32_3b_simko").model.checkpoint == "meta-llama/Llama-3.2-3B-Instruct"
+  model.checkpoint = "meta-llama/Llama-3.2-3B-Instruct@0123abc"
+  cfg = dry_run.model_config(model)
+  assert (cfg.num_layers, cfg.hidden_size, cfg.vocab_size) == (28, 3072, 128256)
+  snapshot = tmp_path / "models--org--tiny" / "snapshots" / ("a" * 40)
+  snapshot.mkdir(parents=True)
+  (tmp_path / "models--org--tiny" / "refs").mkdir()
+  (tmp_path / "models--org--tiny" / "refs" / "main").write_text("a" * 40)
+  (snapshot / "config.json").write_text(json.dumps({**LLAMA32_3B, "num_hidden_layers": 3}))
+  model.checkpoint, model.hub_cache_dir = "org/tiny", str(tmp_path)
+  assert dry_run.model_config(model).num_layers == 3
+  model.checkpoint = "org/not-cached"
+  with pytest.raises(ConfigError, match="download it once so its config.json is in the Hub cache"):
+    dry_run.model_config(model)
