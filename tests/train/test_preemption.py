@@ -86,7 +86,6 @@ def test_sigterm_on_one_process_stops_both_at_the_same_step_and_resumes_exactly(
   assert harness.complete_steps(out) == [0] and not (out / "metrics.jsonl").exists()
 
   log0, log1 = two_process_run(out, STEPS, "b", cache_dir=cache_dir, fault_on_1="sigterm:2")
-  assert harness.resumed_from(log0) == 0
   assert "SIGTERM: saving step 2 before exiting (signal seen by process(es) [1] of 2" in log0
   assert "process 1: SIGTERM: saving step 2 before exiting" in log1
   assert harness.complete_steps(out) == [0, 1, 2] and not harness.partial_saves(out)
