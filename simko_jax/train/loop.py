@@ -22,7 +22,8 @@ Test-only fault injection (tests/faults/): `SIMKO_FAULT_AT="<point>:<step>[,...]
 step's first optimizer update), `save` (SIGKILL right after the step's async checkpoint save started),
 `nan` (NaN advantages: every update of that step is non-finite), `sigterm` (this process sends itself
 SIGTERM in the sampling phase; `sigterm:0`: right after the run is built, before the first step).
-`<step>` is the 1-based step number (as in metrics.jsonl and checkpoint names). Unset in normal runs: the checks cost one dict lookup.
+`<step>` is the 1-based step number (as in metrics.jsonl and checkpoint names). Unset in normal runs:
+the checks cost one dict lookup.
 """
 
 from __future__ import annotations
