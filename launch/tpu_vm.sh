@@ -140,7 +140,9 @@ logs() {
   local worker=0 follow=""
   while (($# > 0)); do
     case "$1" in
-      --worker) worker="$2"; shift 2 ;;
+      --worker)
+        [[ "${2:-}" =~ ^[0-9]+$ ]] || { echo "error: --worker needs a worker number, e.g. --worker 3" >&2; exit 2; }
+        worker="$2"; shift 2 ;;
       --worker=*) worker="${1#--worker=}"; shift ;;
       --follow) follow="--follow"; shift ;;
       *) echo "error: logs takes [--worker N] [--follow], not '$1'" >&2; exit 2 ;;

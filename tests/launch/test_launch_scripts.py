@@ -269,3 +269,26 @@ def test_sbatch_header_requests_two_nodes_and_sigterm():
   for line in ("#SBATCH --nodes=2", "#SBATCH --ntasks-per-node=1", "#SBATCH --gpus-per-node=8",
                "#SBATCH --signal=TERM@300", "#SBATCH --requeue"):
     assert line in text
+
+
+def test_detach_refuses_bad_requests_with_one_line(tmp_path):
+  """Resume before any start, a second start while running, stop/status of nothing, a bad verb."""
+  script, run_dir = os.path.join(LAUNCH, "detach.sh"), str(tmp_path / "run")
+  go = lambda *a: subprocess.run(["bash", script, *a], capture_output=True, text=True, timeout=60)
+  out = go("resume", run_dir)
+  assert out.returncode == 1 and out.stderr.strip().count("\n") == 0
+  assert out.stderr.startswith(f"error: no run was started in {run_dir}")
+  assert go("stop", run_dir).stdout.strip() == "worker 0: not running"
+  assert "never started" in go("status", run_dir).stdout
+  loop = ["bash", "-c", "trap 'exit 3' TERM; while :; do sleep 0.05; done"]
+  assert go("start", run_dir, "--", *loop).returncode == 0
+  try:
+    again = go("start", run_dir, "--", *loop)
+    assert again.returncode == 1 and "is still running" in again.stderr and "stop it first" in again.stderr
+  finally:
+    stop = go("stop", run_dir)
+  assert stop.returncode == 1 and "exited with status 3" in stop.stdout   # the command's own status
+  assert go("nope").returncode == 2
+  bad = subprocess.run(["bash", os.path.join(LAUNCH, "tpu_vm.sh"), "logs", "--worker"],
+                       capture_output=True, text=True, timeout=60)
+  assert bad.returncode == 2 and bad.stderr.startswith("error: --worker needs a worker number")
