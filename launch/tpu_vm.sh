@@ -108,10 +108,12 @@ setup() {
   tarball="$(mktemp -d)/simko_jax.tar.gz"
   tar -C "${REPO_ROOT}" --exclude=.venv --exclude=runs --exclude=.git -czf "${tarball}" .
   gcloud_tpu scp "${tarball}" "${TPU_NAME}:simko_jax.tar.gz" --worker=all
-  # Base images ship Ubuntu 22.04's Python 3.10; uv (from PyPI) installs a standalone 3.11.
+  # Base images ship Ubuntu 22.04's Python 3.10; uv (from PyPI, or its standalone installer where the
+  # image has no pip) installs a standalone 3.11. Both put uv in ~/.local/bin.
   gcloud_tpu ssh "${TPU_NAME}" --worker=all --command="set -e; mkdir -p ${REMOTE_DIR} && \
 tar -C ${REMOTE_DIR} -xzf simko_jax.tar.gz && cd ${REMOTE_DIR} && \
-python3 -m pip install -q --user uv && export PATH=\$HOME/.local/bin:\$PATH && \
+{ python3 -m pip install -q --user uv || curl -LsSf https://astral.sh/uv/install.sh | sh; } && \
+export PATH=\$HOME/.local/bin:\$PATH && \
 uv python install ${PYTHON_VERSION} && uv venv --allow-existing --python ${PYTHON_VERSION} .venv && \
 uv pip install -q --python .venv/bin/python -r requirements.txt 'jax[tpu]==$(jax_version)' && \
 uv pip install -q --python .venv/bin/python --no-deps -r requirements-assets.txt -e ."
