@@ -37,6 +37,14 @@ def main(argv):
     except (ConfigError, ValueError) as err:
       sys.exit(f"error: {err}")
     return
+  from simko_jax.train import preemption  # noqa: PLC0415 (numpy only: installs the handler early)
+  # SIGTERM from here on is an agreed stop (train/preemption.py), also during start-up and build.
+  with preemption.on_sigterm() as stop:
+    _train(cfg, stop)
+
+
+def _train(cfg, stop):
+  """Multi-process start-up, then the RL loop; known failures end as one `error:` line."""
   from simko_jax.train import distributed  # noqa: PLC0415
   try:
     distributed.maybe_initialize()  # before anything touches a JAX backend
@@ -47,7 +55,7 @@ def main(argv):
   from simko_jax.train import loop  # noqa: PLC0415
   from simko_jax.train.checkpoint import CheckpointError  # noqa: PLC0415
   try:
-    loop.run(cfg)
+    loop.run(cfg, stop)
   except (ConfigError, DataError, CheckpointError, ModelLoadError, OSError, loop.NonFiniteError) as err:
     sys.exit(f"error: {err}")
 

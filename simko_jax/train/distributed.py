@@ -95,6 +95,9 @@ def maybe_initialize(env: Mapping[str, str] | None = None) -> bool:
   if kw is None or _INITIALIZED:
     return _INITIALIZED
   import jax
+  # JAX's preemption service would install a C++ SIGTERM handler in place of the trainer's Python one
+  # (train/preemption.py), which agrees on the stop step itself, from start-up on.
+  jax.config.update("jax_enable_preemption_service", False)
   jax.distributed.initialize(**kw)
   _INITIALIZED = True
   return True

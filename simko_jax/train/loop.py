@@ -4,9 +4,12 @@
 `cfg.out_dir/checkpoints` if there is one, and
   * logs every step to metrics.jsonl, TensorBoard and a progress bar (`train.logger`);
   * saves asynchronously every `checkpoint.every` steps and at the end;
-  * on SIGTERM (e.g. TPU preemption) finishes the current step, saves, waits for the save, exits 0
-    (bound: the rest of one step plus one save; a SIGTERM while the run is being built is honoured
-    once it is built: no step is trained, step 0 is saved if there is no checkpoint yet);
+  * on SIGTERM (e.g. TPU preemption) to any one process, every process finishes the same step,
+    saves it, waits for the save and exits 0 (`train.preemption`: the stop is agreed on once per
+    step, before the step; bound: the rest of one step plus one save). A SIGTERM while the run is
+    being built is honoured once it is built: no step is trained, the "before" eval is skipped, the
+    start state is saved if there is no checkpoint yet. A SIGTERM during the "before" eval ends the
+    run after the eval; one during the "after" eval (the final step is saved by then) is ignored;
   * skips an update whose loss or gradient is not finite (params untouched), logs the step and the
     example ids of the batch, and stops with an error after `train.max_nonfinite_in_a_row` in a row;
   * appends the example ids each step consumed (process 0's share) to `data_order.jsonl` (a step
@@ -17,8 +20,10 @@ Randomness is a pure function of (seed, step): a resumed run continues exactly a
 Test-only fault injection (tests/faults/): `SIMKO_FAULT_AT="<point>:<step>[,...]"` with point one of
 `sample` (SIGKILL in the sampling phase, once the step's prompts are drawn), `update` (SIGKILL after the
 step's first optimizer update), `save` (SIGKILL right after the step's async checkpoint save started),
-`nan` (NaN advantages: every update of that step is non-finite). `<step>` is the 1-based step number
-(as in metrics.jsonl and checkpoint names). Unset in normal runs: the checks cost one dict lookup.
+`nan` (NaN advantages: every update of that step is non-finite), `sigterm` (this process sends itself
+SIGTERM in the sampling phase; `sigterm:0`: right after the run is built, before the first step).
+`<step>` is the 1-based step number (as in metrics.jsonl and checkpoint names). Unset in normal runs:
+the checks cost one dict lookup.
 """
 
 from __future__ import annotations
@@ -26,13 +31,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import threading
 import time
 
 import jax
 import numpy as np
+from absl import logging as absl_logging
 
-from simko_jax.train import rollout
+from simko_jax.train import preemption, rollout
 from simko_jax.train.setup import Run, build_run, save
 from simko_jax.train.step import is_on_policy
 
@@ -42,12 +47,13 @@ class NonFiniteError(RuntimeError):
 
 
 def _fault(point: str, step: int) -> bool:
-  """Test-only fault injection (module doc): SIGKILLs this process at kill points; True for `nan`."""
+  """Test-only fault injection (module doc): SIGKILLs this process at kill points, sends it SIGTERM
+  for `sigterm`; True for `nan`."""
   spec = os.environ.get("SIMKO_FAULT_AT")
   if not spec or f"{point}:{step}" not in spec.split(","):
     return False
   if point != "nan":
-    os.kill(os.getpid(), signal.SIGKILL)
+    os.kill(os.getpid(), signal.SIGTERM if point == "sigterm" else signal.SIGKILL)
   return True
 
 
@@ -61,6 +67,7 @@ def iteration(run: Run, logger) -> dict:
     prompts = next(run.iterator)
     consumed.extend(int(i) for i in prompts["example_ids"])
     _fault("sample", run.step + 1)
+    _fault("sigterm", run.step + 1)
     round_key = jax.random.fold_in(step_key, round_)
     chunks = rollout.split_prompts(prompts, cfg.rollout.sample_chunk_prompts)
     # One chunk keeps the round's own key, so unchunked runs sample exactly as before chunking.
@@ -135,22 +142,19 @@ def _log_data_order(run: Run) -> None:
       f.write(json.dumps({"step": run.step, "example_ids": run.last_example_ids}) + "\n")
 
 
-def run(cfg) -> dict:
-  """Trains per `cfg` (see module doc); returns the last step's metrics."""
-  stop = threading.Event()  # set by SIGTERM, from start-up on
-  previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
-  try:
-    tr = build_run(cfg)
-  except BaseException:
-    signal.signal(signal.SIGTERM, previous)
-    raise
-  try:
-    return _train(cfg, tr, stop)
-  finally:
-    signal.signal(signal.SIGTERM, previous)
+def run(cfg, stop: preemption.StopRequest | None = None) -> dict:
+  """Trains per `cfg` (see module doc); returns the last step's metrics. `stop`: a request whose
+  SIGTERM handler the caller installed earlier (`simko_jax.main` does, before the multi-process
+  start-up); None installs one for the duration of the run."""
+  if stop is None:
+    with preemption.on_sigterm() as own:
+      return run(cfg, own)
+  tr = build_run(cfg)
+  _fault("sigterm", 0)
+  return _train(cfg, tr, stop)
 
 
-def _train(cfg, tr: Run, stop: threading.Event) -> dict:
+def _train(cfg, tr: Run, stop: preemption.StopRequest) -> dict:
   from simko_jax.train.logger import MetricsLogger
   from simko_jax.train import evaluation
 
@@ -162,9 +166,11 @@ def _train(cfg, tr: Run, stop: threading.Event) -> dict:
                    f"{cfg.data.max_prompt_len} dropped; {tr.pipeline.num_examples} kept")
     if tr.step:
       logger.event(f"resumed from checkpoint step {tr.step} in {tr.checkpointer.directory}")
-    elif cfg.eval.enabled:
+    elif cfg.eval.enabled and not stop.agreed():
       evaluation.evaluate_run(tr, "before", logger)
-    while tr.step < cfg.train.steps and not stop.is_set():
+    # Agreed once per step, before it, and once more after the last one (a collective in multi-
+    # process runs: every process evaluates this condition equally often).
+    while not (stopped := stop.agreed()) and tr.step < cfg.train.steps:
       last = iteration(tr, logger)
       tr.step += 1
       logger.log(tr.step, last)
@@ -179,9 +185,9 @@ def _train(cfg, tr: Run, stop: threading.Event) -> dict:
             "checkpoint is intact")
       save(tr)
       _fault("save", tr.step)
-    tr.stop_requested = stop.is_set()
-    if tr.stop_requested:
-      logger.event(f"SIGTERM: saving step {tr.step} before exiting")
+    tr.stop_requested = stopped
+    if stopped:
+      _announce_stop(tr, stop, logger)
     if tr.checkpointer.latest_step() != tr.step:
       save(tr, force=True)
     tr.checkpointer.wait()
@@ -194,3 +200,13 @@ def _train(cfg, tr: Run, stop: threading.Event) -> dict:
     with open(os.path.join(cfg.out_dir, "final_metrics.json"), "w") as f:
       json.dump({"step": tr.step, **last}, f, indent=1)
   return last
+
+
+def _announce_stop(tr: Run, stop: preemption.StopRequest, logger) -> None:
+  """One line per process: process 0 to events.log and the console, the others to their stderr."""
+  message = (f"SIGTERM: saving step {tr.step} before exiting (signal seen by process(es) "
+             f"{stop.senders} of {jax.process_count()}; every process stops at this step)")
+  if jax.process_index() == 0:
+    logger.event(message)
+  else:
+    absl_logging.warning("process %d: %s", jax.process_index(), message)

@@ -107,12 +107,18 @@ def data_order(out_dir) -> dict[int, list[int]]:
 
 
 def checkpoint_state(out_dir, step: int) -> dict:
-  """{"params", "train" (opt_state + rng)}: flat {path: np.ndarray}; "data", "meta": JSON items."""
+  """{"params", "train" (opt_state + rng)}: flat {path: np.ndarray}; "data", "meta": JSON items.
+  Arrays are read onto one local device, so checkpoints written by several processes load too."""
   import jax
   import orbax.checkpoint as ocp
-  manager = ocp.CheckpointManager(os.path.abspath(os.path.join(out_dir, "checkpoints")))
+  directory = os.path.abspath(os.path.join(out_dir, "checkpoints"))
+  one_device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  target = lambda item: ocp.args.StandardRestore(jax.tree.map(
+      lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=one_device),
+      ocp.StandardCheckpointer().metadata(os.path.join(directory, str(step), item)).item_metadata))
+  manager = ocp.CheckpointManager(directory)
   restored = manager.restore(step, args=ocp.args.Composite(
-      params=ocp.args.StandardRestore(), train=ocp.args.StandardRestore(),
+      params=target("params"), train=target("train"),
       data=ocp.args.JsonRestore(), meta=ocp.args.JsonRestore()))
   manager.close()
   flat = lambda tree: {jax.tree_util.keystr(k): np.asarray(v)
