@@ -145,7 +145,7 @@ def _restore_target(abstract, mesh):
                   else NamedSharding(mesh, PartitionSpec()))
     return v.replace(jax.ShapeDtypeStruct(value.shape, value.dtype, sharding=sharding))
 
-  return jax.tree.map(one, abstract, is_leaf=lambda x: isinstance(x, nnx.Variable)).to_pure_dict()
+  return nnx.to_pure_dict(jax.tree.map(one, abstract, is_leaf=lambda x: isinstance(x, nnx.Variable)))
 
 
 def tokenizer_dir(source: PolicySource) -> epath.Path:
