@@ -34,7 +34,7 @@ from simko_jax.eval.config import (BENCHMARK_FILES, default_eval_config, k_value
                                    validate_eval_config)
 from simko_jax.eval.generation import Generation, sampler_generate_fn  # noqa: E402
 from simko_jax.eval.harness import evaluate, load_benchmarks, make_eval_config  # noqa: E402
-from simko_jax.eval.run_settings import command_line_fields  # noqa: E402
+from simko_jax.eval.run_settings import command_line_fields, unknown_field_error  # noqa: E402
 from simko_jax.eval.tables import results_table  # noqa: E402
 
 __all__ = ["evaluate", "concentration_analysis", "run_concentration", "make_eval_config",
@@ -95,12 +95,15 @@ def run_concentration(model, tokenizer, cfg, out_dir: str) -> dict:
 def _check_writable(out_dir: str) -> None:
   """ConfigError now (before a model is loaded) when `out_dir` cannot be written."""
   from simko_jax.config import ConfigError
+  existed = os.path.isdir(out_dir)
   try:
     os.makedirs(out_dir, exist_ok=True)
     probe = os.path.join(out_dir, f".write_probe.{os.getpid()}")
     with open(probe, "w") as f:
       f.write("ok")
     os.remove(probe)
+    if not existed:  # leave nothing behind if the checkpoint turns out to be unusable
+      os.rmdir(out_dir)
   except OSError as err:
     raise ConfigError(f"config.out_dir = {out_dir!r} is not writable ({type(err).__name__}: {err}): "
                       "choose a writable directory") from err
@@ -146,9 +149,12 @@ def main(argv=None) -> int:
   argv = list(sys.argv if argv is None else argv)
 
   def parse(args):
+    unknown = unknown_field_error(command_line_fields(args[1:]))
+    if unknown:
+      sys.exit(f"error: {unknown}")
     try:
       parsed = flags.FLAGS(args)
-    except (flags.Error, KeyError, ValueError) as err:
+    except (flags.Error, KeyError, ValueError, AttributeError) as err:
       sys.exit(f"error: {str(err).splitlines()[0]} (see python -m simko_jax.evaluate --help)")
     for name in ("config", "checkpoint"):
       if flags.FLAGS[name].value is None:

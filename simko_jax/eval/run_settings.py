@@ -28,6 +28,26 @@ def command_line_fields(argv: Sequence[str]) -> set[str]:
   return fields
 
 
+def unknown_field_error(fields: set[str]) -> str | None:
+  """"--config.x is not a known field. Did you mean --config.y?" for the first unknown eval field."""
+  import difflib
+  known = list(_flatten(default_eval_config().to_dict()))
+  for field in sorted(fields):
+    if field not in known:
+      close = difflib.get_close_matches(field, known, n=1)
+      return f"--config.{field} is not a known field." + (f" Did you mean --config.{close[0]}?"
+                                                          if close else "")
+  return None
+
+
+def _flatten(tree: dict, prefix: str = ""):
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      yield from _flatten(value, f"{prefix}{key}.")
+    else:
+      yield f"{prefix}{key}"
+
+
 def resolve_max_new_tokens(cfg, train_config: dict, explicit: set[str]) -> tuple[int, str]:
   """(max_new_tokens, where it came from) by the precedence in the module doc."""
   if "max_new_tokens" in explicit:
