@@ -187,7 +187,7 @@ def test_two_process_trainer_runs_and_resumes(tmp_path):
   lines = (out_dir / "metrics.jsonl").read_text().splitlines()
   assert [json.loads(x)["step"] for x in lines] == [1, 2]
   assert (out_dir / "final_metrics.json").exists()
-  assert sorted(os.listdir(out_dir / "checkpoints")) == ["1", "2"]
+  assert sorted(os.listdir(out_dir / "checkpoints")) == ["1", "2", "tokenizer"]  # tokenizer: written once
   trainer(3, "b")
   assert "resumed from checkpoint step 2" in (tmp_path / "b0.log").read_text()
   lines = (out_dir / "metrics.jsonl").read_text().splitlines()
