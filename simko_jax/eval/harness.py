@@ -130,28 +130,41 @@ def evaluate(model: Any, tokenizer: Any, benchmarks=None, eval_cfg=None, out_dir
       store = GenerationStore(os.path.join(out_dir, name)) if writer else None
       sampled[name] = _run_benchmark(name, examples, store, generate_fn, pool, cfg, batch, log)
       if writer:
-        records = [store.records[ex.index] for ex in examples]
-        results[name] = summarize(records, ks, maj_method=cfg.maj_method, seed=cfg.seed)
-        _write_json(os.path.join(out_dir, name, "metrics.json"), results[name])
-        log(f"[eval] {name}: {len(records)} problems, pass@1 {results[name]['pass@k']['1']:.4f}, "
-            f"pass@{ks[-1]} {results[name]['pass@k'].get(str(ks[-1]), float('nan')):.4f}")
+        results[name] = _summarize_benchmark(name, examples, store, ks, cfg, out_dir, log)
   finally:
     if own_pool:
       pool.close()
   output = None
   if writer:
-    output = {
-        "benchmarks": results,
-        "average": average_over(results),
-        "paper_average": average_over(results, PAPER_BENCHMARKS),
-        "run": {"sampled_problems": sampled, "wall_s": time.time() - start},
-        "config": cfg.to_dict(),
-        "metadata": dict(metadata or {}),
-    }
-    _write_json(os.path.join(out_dir, "results.json"), output)
-    with open(os.path.join(out_dir, "results.md"), "w") as f:
-      f.write(results_table({"run": output}) + "\n")
+    output = _write_results(out_dir, results, cfg, metadata,
+                            {"sampled_problems": sampled, "wall_s": time.time() - start})
   return _shared(lambda: output)
+
+
+def _summarize_benchmark(name, examples, store, ks, cfg, out_dir, log) -> dict:
+  """pass@k / maj@k of one benchmark's stored records; writes `<name>/metrics.json`."""
+  records = [store.records[ex.index] for ex in examples]
+  metrics = summarize(records, ks, maj_method=cfg.maj_method, seed=cfg.seed)
+  _write_json(os.path.join(out_dir, name, "metrics.json"), metrics)
+  log(f"[eval] {name}: {len(records)} problems, pass@1 {metrics['pass@k']['1']:.4f}, "
+      f"pass@{ks[-1]} {metrics['pass@k'].get(str(ks[-1]), float('nan')):.4f}")
+  return metrics
+
+
+def _write_results(out_dir, results, cfg, metadata, run_info) -> dict:
+  """results.json and results.md (see module docstring); returns the results dict."""
+  output = {
+      "benchmarks": results,
+      "average": average_over(results),
+      "paper_average": average_over(results, PAPER_BENCHMARKS),
+      "run": run_info,
+      "config": cfg.to_dict(),
+      "metadata": dict(metadata or {}),
+  }
+  _write_json(os.path.join(out_dir, "results.json"), output)
+  with open(os.path.join(out_dir, "results.md"), "w") as f:
+    f.write(results_table({"run": output}) + "\n")
+  return output
 
 
 def _is_writer() -> bool:
