@@ -3,8 +3,9 @@ from the eval config: pure functions of (eval config, run config, command line).
 
   max_new_tokens  the command line (--config.max_new_tokens=N) > an eval config file that sets a value
                   other than `default_eval_config()`'s > the run's `config.eval.max_new_tokens` (a
-                  trainer checkpoint) > the default. So `--checkpoint runs/paper_x` evaluates with the
-                  response length the paper config declares, and `configs/eval_quick.py` stays quick.
+                  trainer checkpoint whose config moved it off the trainer default) > the default.
+                  So `--checkpoint runs/paper_x` evaluates with the response length the paper config
+                  declares, and `configs/eval_quick.py` stays quick.
   dtype           "auto" (the default) = the run's `config.model.dtype` (float32 for HF / GGUF
                   sources); params are then kept in the run's `model.param_dtype`, so the numbers are
                   the trainer's. An explicit float32 / bfloat16 is used for compute and storage.
@@ -55,9 +56,16 @@ def resolve_max_new_tokens(cfg, train_config: dict, explicit: set[str]) -> tuple
   if cfg.max_new_tokens != default_eval_config().max_new_tokens:
     return int(cfg.max_new_tokens), "eval config"
   run_value = (train_config.get("eval") or {}).get("max_new_tokens")
-  if run_value:
+  if run_value and run_value != _trainer_default_max_new_tokens():
     return int(run_value), "run config eval.max_new_tokens"
   return int(cfg.max_new_tokens), "eval config default"
+
+
+def _trainer_default_max_new_tokens() -> int:
+  """The trainer's own default (sized for its in-training evals): a run that kept it did not choose a
+  response length for benchmark evaluation, so the eval config's applies."""
+  from simko_jax.config import default_config
+  return int(default_config().eval.max_new_tokens)
 
 
 def resolve_dtypes(cfg, train_config: dict) -> tuple[str, str]:

@@ -22,6 +22,9 @@ def test_max_new_tokens_precedence():
   cfg = default_eval_config()
   assert resolve_max_new_tokens(cfg, RUN, set()) == (4096, "run config eval.max_new_tokens")
   assert resolve_max_new_tokens(cfg, {}, set()) == (cfg.max_new_tokens, "eval config default")
+  from simko_jax.config import default_config
+  kept = {"eval": {"max_new_tokens": default_config().eval.max_new_tokens}}  # run never chose one
+  assert resolve_max_new_tokens(cfg, kept, set()) == (cfg.max_new_tokens, "eval config default")
   cfg.max_new_tokens = 256  # e.g. configs/eval_quick.py
   assert resolve_max_new_tokens(cfg, RUN, set()) == (256, "eval config")
   cfg.max_new_tokens = default_eval_config().max_new_tokens  # set back to the default on the CLI
