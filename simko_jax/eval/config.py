@@ -58,7 +58,7 @@ def default_eval_config() -> ml_collections.ConfigDict:
   c.mesh_tensor = 1               # tensor-parallel size (must divide the devices of one process)
   c.dtype = "auto"                # compute dtype: "auto" = the checkpoint run's model.dtype (else float32)
   c.truncated_is_wrong = False    # a response cut by max_new_tokens counts as wrong
-  c.expect_model = ""             # CLI: "" or a preset / HF dir / .gguf the checkpoint must match (run_settings)
+  c.expect_model = ""             # CLI: "" or a preset / HF dir / .gguf the checkpoint must match
 
   c.concentration = ml_collections.ConfigDict()
   c.concentration.enabled = False

@@ -193,8 +193,8 @@ def _shared(fn: Callable[[], Any]) -> Any:
   return value
 
 
-def _run_benchmark(name: str, examples: Sequence[Example], store: GenerationStore, generate_fn: GenerateFn,
-                   pool, cfg, batch: int, log) -> int:
+def _run_benchmark(name: str, examples: Sequence[Example], store: GenerationStore | None,
+                   generate_fn: GenerateFn, pool, cfg, batch: int, log) -> int:
   """Sample and store every unfinished problem of one benchmark; returns how many were sampled.
   `store` is None on the processes that only sample (multi-process runs): process 0 decides which
   batches to sample and every process samples exactly those."""
