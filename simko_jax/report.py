@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from typing import Mapping, Sequence
 
 from simko_jax.eval.tables import results_table
@@ -44,13 +45,21 @@ def load_run(eval_dir: str) -> dict:
   path = os.path.join(eval_dir, "results.json")
   if not os.path.isfile(path):
     raise FileNotFoundError(f"{path} not found: is {eval_dir!r} an evaluate output directory?")
-  with open(path) as f:
-    results = json.load(f)
+  results = _read_json(path)
+  if not isinstance(results, dict) or not isinstance(results.get("benchmarks"), dict):
+    raise ValueError(f"{path} has no 'benchmarks' table: is {eval_dir!r} an evaluate output directory?")
   conc = os.path.join(eval_dir, "concentration.json")
   if os.path.isfile(conc):
-    with open(conc) as f:
-      results["concentration"] = json.load(f)
+    results["concentration"] = _read_json(conc)
   return results
+
+
+def _read_json(path: str):
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except json.JSONDecodeError as err:
+    raise ValueError(f"{path} is damaged ({err}): rerun the evaluation that wrote it (it resumes)") from err
 
 
 def pass_at_k_curves(runs: Mapping[str, dict]) -> dict[str, dict[str, dict]]:
@@ -98,20 +107,43 @@ def write_report(runs: Mapping[str, dict], out_dir: str, *, ks: Sequence[int] | 
   return written
 
 
+class _Parser(argparse.ArgumentParser):
+  def error(self, message):  # one line, not a usage dump
+    sys.exit(f"error: {message} (see python -m simko_jax.report --help)")
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  """CLI entry (module doc). Bad input (unknown flag, missing or damaged run dir, unwritable --out)
+  ends in one `error: ...` line and exit status 1."""
+  parser = _Parser(prog="python -m simko_jax.report", description=__doc__.split("\n")[0])
   parser.add_argument("--runs", required=True, help="name=eval_dir,name=eval_dir,...")
   parser.add_argument("--out", required=True, help="output directory")
   parser.add_argument("--ks", default="", help="table k values, e.g. 1,4,16,256 (default: auto)")
   parser.add_argument("--train_metrics", default="", help="name=metrics.jsonl,... (Lambda over steps)")
   parser.add_argument("--title", default="")
   args = parser.parse_args(argv)
+  try:
+    return _run(args)
+  except (ValueError, KeyError, OSError) as err:  # json.JSONDecodeError is a ValueError
+    sys.exit(f"error: {type(err).__name__}: {err}" if isinstance(err, KeyError) else f"error: {err}")
+
+
+def _run(args) -> dict:
   runs = {name: load_run(path) for name, path in parse_named_paths(args.runs).items()}
+  if not runs:
+    raise ValueError("--runs names no evaluation directory: give name=eval_dir,...")
   metrics = {}
   for name, path in parse_named_paths(args.train_metrics).items():
     metrics[name] = plots.read_metrics_jsonl(
         os.path.join(path, "metrics.jsonl") if os.path.isdir(path) else path)
-  ks = [int(k) for k in args.ks.split(",") if k.strip()] or None
+  try:
+    ks = [int(k) for k in args.ks.split(",") if k.strip()] or None
+  except ValueError as err:
+    raise ValueError(f"--ks {args.ks!r} is not a comma-separated list of integers") from err
+  try:
+    os.makedirs(args.out, exist_ok=True)
+  except OSError as err:
+    raise OSError(f"cannot write --out {args.out!r} ({err}): choose a writable directory") from err
   written = write_report(runs, args.out, ks=ks, train_metrics=metrics or None, title=args.title)
   with open(written["report"]) as f:
     print(f.read())

@@ -155,8 +155,47 @@ def test_cli_on_hf_dir(tmp_path):
   res = json.loads((tmp_path / "out" / "results.json").read_text())
   assert res["benchmarks"]["gsm8k"]["num_problems"] == 3
   assert res["config"]["batch_problems"] == 1  # the override; the mesh (2 devices) rounds batches to 2
-  assert res["metadata"] == {"checkpoint": str(ckpt)}
+  assert res["metadata"]["checkpoint"] == str(ckpt) and res["metadata"]["dtype"] == "float32"
+  assert res["metadata"]["mesh"] == {"data": 2, "fsdp": 1, "tensor": 1}
+  assert res["config"]["max_new_tokens"] == 4 and res["metadata"]["max_new_tokens_from"] == "command line"
   assert len((tmp_path / "out" / "gsm8k" / "generations.jsonl").read_text().splitlines()) == 3
   conc = json.loads((tmp_path / "out" / "concentration.json").read_text())
   assert 0 < conc["rank1_prob"] <= 1 and conc["num_prompts"] == 2
   assert "| gsm8k |" in proc.stdout
+
+
+def _cli(*args, timeout=120):
+  import subprocess
+  import sys
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=root)
+  return subprocess.run([sys.executable, "-m", "simko_jax.evaluate", "--config", "configs/eval_quick.py",
+                         *args], cwd=root, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def _assert_one_line_error(proc, *needles):
+  assert proc.returncode == 1, (proc.returncode, proc.stderr[-2000:])
+  assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+  last = proc.stderr.strip().splitlines()[-1]
+  assert last.startswith("error: "), last
+  for needle in needles:
+    assert needle in last, last
+
+
+def test_cli_bad_input_is_one_line(tmp_path):
+  """Missing checkpoint, run without a complete checkpoint, another model than the config expects,
+  unknown flags and an unwritable out_dir: `error: ...`, exit 1, no traceback, nothing written."""
+  from tests.eval.run_helpers import write_tiny_run
+  run = write_tiny_run(tmp_path / "run", tiny_model(), byte_tokenizer())
+  out = f"--config.out_dir={tmp_path / 'out'}"
+  _assert_one_line_error(_cli("--checkpoint", str(tmp_path / "nope"), out), "does not exist")
+  (tmp_path / "fresh" / "checkpoints").mkdir(parents=True)
+  _assert_one_line_error(_cli("--checkpoint", str(tmp_path / "fresh"), out), "no complete checkpoint")
+  _assert_one_line_error(_cli("--checkpoint", run, out, "--config.expect_model=tiny_qwen2"),
+                         "different model", "architectures")
+  _assert_one_line_error(_cli("--checkpoint", run, out, "--bogus=1"), "bogus")
+  _assert_one_line_error(_cli("--checkpoint", run, out, "--config.bogus=1"), "bogus")
+  (tmp_path / "a_file").write_text("x")
+  _assert_one_line_error(_cli("--checkpoint", run, f"--config.out_dir={tmp_path / 'a_file' / 'sub'}"),
+                         "config.out_dir", "not writable")
+  assert not (tmp_path / "out").exists()

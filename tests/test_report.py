@@ -131,3 +131,32 @@ def test_example_plots_for_review(tmp_path):
   written = report.write_report(runs, out, train_metrics=train, title="Example: base vs GRPO vs SimKO")
   for key in ("pass_at_k", "rank_probs", "lambda_steps"):
     _check_png(written[key])
+
+
+def test_report_cli_bad_input_is_one_line(tmp_path):
+  """Unknown flag, missing run dir, damaged results.json, unwritable --out: one `error:` line, exit 1."""
+  import os
+  import subprocess
+  import sys
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+  def cli(*args):
+    proc = subprocess.run([sys.executable, "-m", "simko_jax.report", *args], cwd=root, capture_output=True,
+                          text=True, timeout=120, env=dict(os.environ, PYTHONPATH=root, MPLBACKEND="Agg"))
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    return proc.stderr.strip().splitlines()[-1]
+
+  good = tmp_path / "good"
+  good.mkdir()
+  (good / "results.json").write_text(json.dumps(_fake_results(1.0, ("math500",), n=4)))
+  out = str(tmp_path / "out")
+  assert "unrecognized arguments: --bogus" in cli("--runs", f"a={good}", "--out", out, "--bogus")
+  assert cli("--runs", f"a={tmp_path / 'nope'}", "--out", out).startswith("error: ")
+  assert "results.json not found" in cli("--runs", f"a={tmp_path / 'nope'}", "--out", out)
+  bad = tmp_path / "bad"
+  bad.mkdir()
+  (bad / "results.json").write_text('{"benchmarks": ')
+  assert "results.json is damaged" in cli("--runs", f"a={bad}", "--out", out)
+  (tmp_path / "a_file").write_text("x")
+  assert "cannot write --out" in cli("--runs", f"a={good}", "--out", str(tmp_path / "a_file" / "sub"))
+  assert not os.path.exists(out)

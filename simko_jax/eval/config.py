@@ -52,9 +52,13 @@ def default_eval_config() -> ml_collections.ConfigDict:
   c.timeout_s = 5.0               # per-answer verifier timeout
   c.out_dir = "runs/eval"
   c.progress = True               # tqdm progress bar with ETA
-  c.mesh_data = -1                # CLI: -1 = all devices on the data axis when more than one device
-  c.dtype = "float32"             # CLI model compute dtype
+  # CLI model placement and precision (simko_jax/evaluate.py), built like the trainer's (config.train.mesh_*):
+  c.mesh_data = -1                # -1 = all devices not used by fsdp x tensor
+  c.mesh_fsdp = 1                 # params sharded over this axis by the training logical-axis rules
+  c.mesh_tensor = 1               # tensor-parallel size (must divide the devices of one process)
+  c.dtype = "auto"                # compute dtype: "auto" = the checkpoint run's model.dtype (else float32)
   c.truncated_is_wrong = False    # a response cut by max_new_tokens counts as wrong
+  c.expect_model = ""             # CLI: "" or a preset / HF dir / .gguf the checkpoint must match
 
   c.concentration = ml_collections.ConfigDict()
   c.concentration.enabled = False
@@ -116,6 +120,13 @@ def validate_eval_config(c: ml_collections.ConfigDict) -> ml_collections.ConfigD
   if c.maj_method not in ("first_k", "exact", "monte_carlo", "auto"):
     _fail("maj_method", c.maj_method, "one of first_k, exact, monte_carlo, auto")
   k_values(c.num_samples, c.ks)
+  if c.dtype not in ("auto", "float32", "bfloat16"):
+    _fail("dtype", c.dtype, "one of auto, float32, bfloat16")
+  if not isinstance(c.mesh_data, int) or (c.mesh_data < 1 and c.mesh_data != -1):
+    _fail("mesh_data", c.mesh_data, "an integer >= 1, or -1 (all remaining devices)")
+  for field in ("mesh_fsdp", "mesh_tensor"):
+    if not isinstance(c[field], int) or isinstance(c[field], bool) or c[field] < 1:
+      _fail(field, c[field], "an integer >= 1")
   cc = c.concentration
   for field in ("num_prompts", "num_samples", "max_new_tokens", "forward_rows"):
     if not isinstance(cc[field], int) or cc[field] < 1:

@@ -106,7 +106,7 @@ def sampler_generate_fn(model_or_state: Any, tokenizer, cfg, *, sampler=None, me
   import jax
   from flax import nnx
 
-  from simko_jax.sampling import FINISH_LENGTH, Sampler
+  from simko_jax.sampling import Sampler
   from simko_jax.sampling.text import encode_prompts
 
   if isinstance(model_or_state, nnx.Module):
@@ -123,23 +123,48 @@ def sampler_generate_fn(model_or_state: Any, tokenizer, cfg, *, sampler=None, me
   n = int(cfg.num_samples)
 
   def generate(prompts: Sequence[str], seed: int) -> list[list[Generation]]:
+    # Multi-process: every process encodes all B prompts (one common padded length P), samples its
+    # own contiguous B / P_count rows of the global batch (the sampler assembles the global array
+    # and returns this host's rows), and the decoded texts are all-gathered in process order, so
+    # every process returns the same list as a single-process run on the same mesh.
     tokens_BxP, mask_BxP = encode_prompts(tokenizer, prompts, chat=cfg.chat,
                                           system_prompt=cfg.system_prompt or None, pad_id=pad_id,
                                           max_prompt_len=cfg.max_prompt_len)
-    out = sampler.sample(state, tokens_BxP, mask_BxP, jax.random.key(seed), n=n,
+    rows = _process_rows(len(prompts))
+    out = sampler.sample(state, tokens_BxP[rows], mask_BxP[rows], jax.random.key(seed), n=n,
                          max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
                          top_p=cfg.top_p, top_k=cfg.top_k, stop_ids=stops)
-    response_BnxN = np.asarray(out.response_tokens)
-    lengths_Bn = np.asarray(out.response_lengths)
-    truncated_Bn = np.asarray(out.finish_reason) == FINISH_LENGTH
-    result: list[list[Generation]] = []
-    for b in range(len(prompts)):
-      row_gens = []
-      for r in range(b * n, (b + 1) * n):
-        keep = int(lengths_Bn[r]) - (0 if truncated_Bn[r] else 1)  # drop the stop token's text
-        text = tokenizer.decode(response_BnxN[r, :keep].tolist(), skip_special_tokens=True)
-        row_gens.append(Generation(text, int(lengths_Bn[r]), bool(truncated_Bn[r])))
-      result.append(row_gens)
-    return result
+    local = _decode_rows(tokenizer, out, rows.stop - rows.start, n)
+    if jax.process_count() == 1:
+      return local
+    from simko_jax.train.distributed import gather_json
+    return [[Generation(*g) for g in gens] for part in gather_json(local) for gens in part]
 
   return generate
+
+
+def _process_rows(batch: int) -> slice:
+  """This process's contiguous share of a batch of `batch` prompts (all of it in one process)."""
+  import jax
+  count, index = jax.process_count(), jax.process_index()
+  if batch % count:
+    raise ValueError(f"a batch of {batch} prompts cannot be split evenly over {count} processes")
+  share = batch // count
+  return slice(index * share, (index + 1) * share)
+
+
+def _decode_rows(tokenizer, out, num_prompts: int, n: int) -> list[list[Generation]]:
+  """`num_prompts` lists of n `Generation`s from a `SampleOutput` (rows b*n .. b*n+n-1 = prompt b)."""
+  from simko_jax.sampling import FINISH_LENGTH
+  response_BnxN = np.asarray(out.response_tokens)
+  lengths_Bn = np.asarray(out.response_lengths)
+  truncated_Bn = np.asarray(out.finish_reason) == FINISH_LENGTH
+  result: list[list[Generation]] = []
+  for b in range(num_prompts):
+    row_gens = []
+    for r in range(b * n, (b + 1) * n):
+      keep = int(lengths_Bn[r]) - (0 if truncated_Bn[r] else 1)  # drop the stop token's text
+      text = tokenizer.decode(response_BnxN[r, :keep].tolist(), skip_special_tokens=True)
+      row_gens.append(Generation(text, int(lengths_Bn[r]), bool(truncated_Bn[r])))
+    result.append(row_gens)
+  return result

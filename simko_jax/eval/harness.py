@@ -109,12 +109,14 @@ def evaluate(model: Any, tokenizer: Any, benchmarks=None, eval_cfg=None, out_dir
   """
   cfg = make_eval_config(eval_cfg)
   out_dir = out_dir or cfg.out_dir
-  os.makedirs(out_dir, exist_ok=True)
+  writer = _is_writer()
+  if writer:
+    os.makedirs(out_dir, exist_ok=True)
   problem_sets = _as_benchmarks(benchmarks, cfg)
   batch = _round_batch(cfg.batch_problems, mesh)
   if generate_fn is None:
     generate_fn = sampler_generate_fn(model, tokenizer, cfg, sampler=sampler, mesh=mesh)
-  own_pool = pool is None
+  own_pool = pool is None and writer
   if own_pool:
     from simko_jax.rewards.pool import VerifierPool
     pool = VerifierPool(num_workers=cfg.num_workers, timeout_s=cfg.timeout_s, default_source="math")
@@ -124,22 +126,38 @@ def evaluate(model: Any, tokenizer: Any, benchmarks=None, eval_cfg=None, out_dir
   sampled: dict[str, int] = {}
   try:
     for name, examples in problem_sets.items():
-      _check_sampling_settings(os.path.join(out_dir, name), cfg, batch)
-      store = GenerationStore(os.path.join(out_dir, name))
+      _shared(lambda: _check_sampling_settings(os.path.join(out_dir, name), cfg, batch))
+      store = GenerationStore(os.path.join(out_dir, name)) if writer else None
       sampled[name] = _run_benchmark(name, examples, store, generate_fn, pool, cfg, batch, log)
-      records = [store.records[ex.index] for ex in examples]
-      results[name] = summarize(records, ks, maj_method=cfg.maj_method, seed=cfg.seed)
-      _write_json(os.path.join(out_dir, name, "metrics.json"), results[name])
-      log(f"[eval] {name}: {len(records)} problems, pass@1 {results[name]['pass@k']['1']:.4f}, "
-          f"pass@{ks[-1]} {results[name]['pass@k'].get(str(ks[-1]), float('nan')):.4f}")
+      if writer:
+        results[name] = _summarize_benchmark(name, examples, store, ks, cfg, out_dir, log)
   finally:
     if own_pool:
       pool.close()
+  output = None
+  if writer:
+    output = _write_results(out_dir, results, cfg, metadata,
+                            {"sampled_problems": sampled, "wall_s": time.time() - start})
+  return _shared(lambda: output)
+
+
+def _summarize_benchmark(name, examples, store, ks, cfg, out_dir, log) -> dict:
+  """pass@k / maj@k of one benchmark's stored records; writes `<name>/metrics.json`."""
+  records = [store.records[ex.index] for ex in examples]
+  metrics = summarize(records, ks, maj_method=cfg.maj_method, seed=cfg.seed)
+  _write_json(os.path.join(out_dir, name, "metrics.json"), metrics)
+  log(f"[eval] {name}: {len(records)} problems, pass@1 {metrics['pass@k']['1']:.4f}, "
+      f"pass@{ks[-1]} {metrics['pass@k'].get(str(ks[-1]), float('nan')):.4f}")
+  return metrics
+
+
+def _write_results(out_dir, results, cfg, metadata, run_info) -> dict:
+  """results.json and results.md (see module docstring); returns the results dict."""
   output = {
       "benchmarks": results,
       "average": average_over(results),
       "paper_average": average_over(results, PAPER_BENCHMARKS),
-      "run": {"sampled_problems": sampled, "wall_s": time.time() - start},
+      "run": run_info,
       "config": cfg.to_dict(),
       "metadata": dict(metadata or {}),
   }
@@ -149,25 +167,56 @@ def evaluate(model: Any, tokenizer: Any, benchmarks=None, eval_cfg=None, out_dir
   return output
 
 
-def _run_benchmark(name: str, examples: Sequence[Example], store: GenerationStore, generate_fn: GenerateFn,
-                   pool, cfg, batch: int, log) -> int:
-  """Sample and store every unfinished problem of one benchmark; returns how many were sampled."""
+def _is_writer() -> bool:
+  """Process 0 alone verifies, stores and writes; the other processes of a multi-process run only
+  sample their rows (see `generation.sampler_generate_fn`)."""
+  import jax
+  return jax.process_index() == 0
+
+
+def _shared(fn: Callable[[], Any]) -> Any:
+  """`fn()` evaluated on process 0 and given to every process (its return value, or its ValueError
+  raised everywhere), so all processes take the same decisions (what to sample, whether to stop)."""
+  import jax
+  if jax.process_count() == 1:
+    return fn()
+  from simko_jax.train.distributed import gather_json
+  value, error = None, None
+  if jax.process_index() == 0:
+    try:
+      value = fn()
+    except ValueError as err:
+      error = str(err)
+  value, error = gather_json([value, error])[0]
+  if error is not None:
+    raise ValueError(error)
+  return value
+
+
+def _run_benchmark(name: str, examples: Sequence[Example], store: GenerationStore | None,
+                   generate_fn: GenerateFn, pool, cfg, batch: int, log) -> int:
+  """Sample and store every unfinished problem of one benchmark; returns how many were sampled.
+  `store` is None on the processes that only sample (multi-process runs): process 0 decides which
+  batches to sample and every process samples exactly those."""
   from tqdm.auto import tqdm
   batches = [list(examples[i:i + batch]) for i in range(0, len(examples), batch)]
-  todo = [(i, b) for i, b in enumerate(batches) if any(not store.done(ex.index) for ex in b)]
-  remaining = sum(1 for _, b in todo for ex in b if not store.done(ex.index))
-  if store.num_dropped_partial:
+  todo = _shared(lambda: [i for i, b in enumerate(batches) if any(not store.done(ex.index) for ex in b)])
+  remaining = sum(1 for i in todo for ex in batches[i] if store is None or not store.done(ex.index))
+  if store is not None and store.num_dropped_partial:
     log(f"[eval] {name}: dropped a partial trailing line of {store.path} (interrupted write)")
-  if len(examples) - remaining:
+  if store is not None and len(examples) - remaining:
     log(f"[eval] {name}: resuming, {len(examples) - remaining}/{len(examples)} problems already done")
-  bar = tqdm(total=remaining, desc=name, unit="problem", disable=not cfg.progress or remaining == 0,
-             dynamic_ncols=True)
+  bar = tqdm(total=remaining, desc=name, unit="problem", dynamic_ncols=True,
+             disable=not cfg.progress or remaining == 0 or store is None)
   num_sampled = 0
   try:
-    for batch_index, problems in todo:
+    for batch_index in todo:
+      problems = batches[batch_index]
       padded = problems + [problems[-1]] * (batch - len(problems))
       generations = generate_fn([prompt_text(ex, cfg.prompt_suffix) for ex in padded],
                                 batch_seed(cfg.seed, name, batch_index))[:len(problems)]
+      if store is None:
+        continue
       fresh = [(ex, g) for ex, g in zip(problems, generations) if not store.done(ex.index)]
       for _, gens in fresh:
         if len(gens) != cfg.num_samples:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -181,19 +181,17 @@ def hf_tensor_getter(path: str, cfg: ModelConfig) -> Callable[[str, int | None, 
 
 
 # ---------------------------------------------------------------------------------------- export
-def save_hf(model: Any, path: str, dtype: Any = None) -> None:
-  """Write `model` as `path/model.safetensors` + `path/config.json` (HF layout; tied head omitted).
+def hf_tensors(model: Any, dtype: Any = None) -> Iterator[tuple[str, np.ndarray]]:
+  """(HF tensor name, host array in HF layout) for every param of `model`, in checkpoint order.
 
-  Gathers the whole model to host memory (peak = one full copy of the params). `dtype`: numpy/jnp dtype
-  for the saved tensors (default: param dtype).
+  One stacked layer param [L, ...] is on the host at a time (peak host memory: the largest stacked
+  param, plus what the caller keeps). `dtype`: numpy/jnp dtype of the arrays (default: param dtype).
+  The tied LM head is omitted (HF ties it to the embedding).
   """
   import jax
-  from safetensors.numpy import save_file
 
   from simko_jax.models.transformer import layer_param_specs
   cfg: ModelConfig = model.cfg
-  os.makedirs(path, exist_ok=True)
-  tensors: dict[str, np.ndarray] = {}
 
   def host(x):
     arr = np.asarray(jax.device_get(x))
@@ -201,15 +199,35 @@ def save_hf(model: Any, path: str, dtype: Any = None) -> None:
 
   for param in ("embed", "final_norm") + (() if cfg.tie_word_embeddings else ("lm_head",)):
     name, kind = hf_tensor_name(param, None)
-    tensors[name] = to_hf(kind, host(getattr(model, param).get_value()))
+    yield name, to_hf(kind, host(getattr(model, param).get_value()))
   for param in layer_param_specs(cfg):
     stacked = host(getattr(model.layers, param).get_value())
     for i in range(cfg.num_layers):
       name, kind = hf_tensor_name(param, i)
-      tensors[name] = to_hf(kind, stacked[i])
-  save_file(tensors, os.path.join(path, "model.safetensors"), metadata={"format": "pt"})
+      yield name, to_hf(kind, stacked[i])
+    del stacked
+
+
+def hf_config(cfg: ModelConfig, dtype: Any = None) -> dict[str, Any]:
+  """The `config.json` dict of an export of `cfg` whose tensors are stored in `dtype` (default: the
+  param dtype)."""
   hf_cfg = cfg.to_hf_config()
   saved_dtype = np.dtype(dtype) if dtype is not None else np.dtype(cfg.param_dtype)
   hf_cfg["torch_dtype"] = hf_cfg["dtype"] = str(saved_dtype.name)
+  return hf_cfg
+
+
+def save_hf(model: Any, path: str, dtype: Any = None) -> None:
+  """Write `model` as `path/model.safetensors` + `path/config.json` (HF layout; tied head omitted).
+
+  Gathers the whole model to host memory (peak = one full copy of the params). `dtype`: numpy/jnp dtype
+  for the saved tensors (default: param dtype). Sharded output, tokenizer files and
+  generation_config.json: `python -m simko_jax.export`.
+  """
+  from safetensors.numpy import save_file
+
+  os.makedirs(path, exist_ok=True)
+  tensors = dict(hf_tensors(model, dtype))
+  save_file(tensors, os.path.join(path, "model.safetensors"), metadata={"format": "pt"})
   with open(os.path.join(path, "config.json"), "w") as f:
-    json.dump(hf_cfg, f, indent=2)
+    json.dump(hf_config(model.cfg, dtype), f, indent=2)

