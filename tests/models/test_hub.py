@@ -244,9 +244,11 @@ def test_processes_sharing_a_cache_download_each_file_once(server, checkpoints, 
 
 
 def test_evaluate_loads_a_hub_id(server, checkpoints, monkeypatch, tmp_path):
-  """`python -m simko_jax.evaluate --checkpoint org/tiny@v2` path: the default Hub cache, same logits."""
-  from simko_jax.evaluate import _load_policy
+  """`python -m simko_jax.evaluate --checkpoint org/tiny@v2` path (`policy_source`, which evaluate and
+  export load through): the default Hub cache, same logits."""
+  from simko_jax.train import policy_source
   monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "default_cache"))
-  model, tok = _load_policy("org/tiny@v2")
+  source = policy_source.locate("org/tiny@v2")
+  model, tok = policy_source.load_model(source), policy_source.load_tokenizer_of(source)
   np.testing.assert_array_equal(logits(model), logits(load_pretrained(str(checkpoints["b"]))[0]))
   assert tok.eos_id == 257 and (tmp_path / "default_cache" / "models--org--tiny").is_dir()
