@@ -14,6 +14,7 @@ from flax import nnx
 
 from simko_jax.config import ConfigError, validate
 from simko_jax.data.pipeline import PipelineConfig, PromptPipeline
+from simko_jax.data.prompts import format_from_train_config
 from simko_jax.parallel import make_mesh, model_shardings, opt_state_shardings
 from simko_jax.rewards.pool import VerifierPool
 from simko_jax.sampling.sampler import Sampler
@@ -125,10 +126,12 @@ def build_run(cfg) -> Run:
       bucket_size=cfg.data.prompt_bucket, pad_id=tokenizer.pad_id, seed=cfg.seed,
       num_epochs=cfg.data.num_epochs, shard_index=jax.process_index(),
       shard_count=jax.process_count(),
-      overlong="drop" if cfg.data.overlong_prompts == "drop" else "error"))
+      overlong="drop" if cfg.data.overlong_prompts == "drop" else "error",
+      prompt_format=format_from_train_config(cfg)))
   sampler = Sampler(graphdef, pad_id=tokenizer.pad_id, stop_ids=(tokenizer.eos_id,),
                     mesh=mesh if mesh.size > 1 else None, prompt_bucket=cfg.data.prompt_bucket)
-  pool = VerifierPool(cfg.rewards.num_workers, cfg.rewards.timeout_s, default_source=None)
+  pool = VerifierPool(cfg.rewards.num_workers, cfg.rewards.timeout_s, default_source=None,
+                      math_extraction=cfg.rewards.math_extraction)
   eval_examples = tasks.held_out_examples(cfg.data, cfg.seed, cfg.eval.num_problems)
   run = Run(cfg=cfg, mesh=mesh, graphdef=graphdef, params=params, opt_state=opt_state,
             ref_params=ref_params, rng=jax.random.key(cfg.seed), step=0, tokenizer=tokenizer,
