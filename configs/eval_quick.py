@@ -12,6 +12,7 @@ def get_config():
   c.benchmarks = "gsm8k,math500"
   c.num_problems = 10
   c.num_samples = 8
+  c.num_samples_by_benchmark = ""  # n = 8 everywhere
   c.max_new_tokens = 256
   c.batch_problems = 2
   c.concentration.enabled = True

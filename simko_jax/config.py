@@ -84,7 +84,9 @@ def default_config() -> ml_collections.ConfigDict:
   c.data.overlong_prompts = "drop"  # "drop" | "fail"
   c.data.on_bad_row = "fail"       # "fail" | "skip"
   c.data.num_epochs = 100
-  c.data.system_prompt = ""
+  c.data.system_prompt = ""         # system message of every prompt ("" = none); data/prompts.py
+  c.data.prompt_suffix = ""         # appended to every problem (the paper's "Please reason step by step...")
+  c.data.prompt_template = "chat"   # "chat" (the tokenizer's) | "plain" | "qwen_chatml" (authors' literal)
 
   c.rollout = ml_collections.ConfigDict()
   c.rollout.prompts_per_step = 4   # prompts per RL iteration
@@ -109,7 +111,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.algo.clip_high = 0.2           # > clip_low is DAPO's clip-higher
   c.algo.clip_ratio_c = None       # dual-clip bound for negative advantages (verl: 3.0); None = off
   c.algo.psr_weight = 0.1          # W-REINFORCE weight of positive samples
-  c.algo.aggregation = "token_mean"
+  c.algo.aggregation = "token_mean"  # | "micro_batch_token_mean" (verl's) | seq_mean_*: losses/aggregation.py
   c.algo.advantage = "grpo"        # grpo | grpo_no_std (Dr. GRPO) | signed (+1/-1)
   c.algo.adv_eps = 1e-6
   c.algo.kl_coef = 0.0
@@ -148,6 +150,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.rewards.num_workers = 2
   c.rewards.timeout_s = 5.0
   c.rewards.truncated_is_wrong = False  # responses cut by max_new_tokens get reward 0
+  c.rewards.math_extraction = "boxed"  # MATH answer: "boxed" (last \\boxed{}) | "boxed_answer_is_number"
 
   c.eval = ml_collections.ConfigDict()
   c.eval.enabled = True
@@ -196,7 +199,8 @@ FIELD_CHECKS: dict[str, Check] = {
     "data.answer_format": one_of("boxed", "plain"), "data.max_prompt_len": POSITIVE_INT,
     "data.prompt_bucket": POSITIVE_INT, "data.overlong_prompts": one_of("drop", "fail"),
     "data.on_bad_row": one_of("fail", "skip"), "data.num_epochs": POSITIVE_INT,
-    "data.system_prompt": STRING,
+    "data.system_prompt": STRING, "data.prompt_suffix": STRING,
+    "data.prompt_template": one_of("chat", "plain", "qwen_chatml"),  # data.prompts.PROMPT_TEMPLATES
     "rollout.prompts_per_step": POSITIVE_INT, "rollout.group_size": POSITIVE_INT,
     "rollout.max_new_tokens": POSITIVE_INT,
     "rollout.temperature": in_range(0.0, 10.0, lo_open=True),
@@ -209,7 +213,8 @@ FIELD_CHECKS: dict[str, Check] = {
     "algo.clip_high": in_range(0.0, 10.0), "algo.clip_ratio_c": Check(
         lambda v: v is None or in_range(1.0, lo_open=True).ok(v), "None or a number > 1"),
     "algo.psr_weight": in_range(0.0, 1.0),
-    "algo.aggregation": one_of("token_mean", "seq_mean_token_mean", "seq_mean_token_sum"),
+    "algo.aggregation": one_of("token_mean", "micro_batch_token_mean", "seq_mean_token_mean",
+                               "seq_mean_token_sum"),
     "algo.advantage": one_of("grpo", "grpo_no_std", "signed"),
     "algo.adv_eps": in_range(0.0, 1.0, lo_open=True), "algo.kl_coef": in_range(0.0, 10.0),
     "algo.kl_estimator": one_of("k1", "k2", "k3"), "algo.entropy_coef": in_range(0.0, 1.0),
@@ -229,6 +234,7 @@ FIELD_CHECKS: dict[str, Check] = {
     "checkpoint.async_save": BOOL,
     "rewards.num_workers": POSITIVE_INT, "rewards.timeout_s": in_range(0.0, lo_open=True),
     "rewards.truncated_is_wrong": BOOL,
+    "rewards.math_extraction": one_of("boxed", "boxed_answer_is_number"),  # rewards.registry
     "eval.enabled": BOOL, "eval.num_problems": POSITIVE_INT, "eval.num_samples": POSITIVE_INT,
     "eval.temperature": in_range(0.0, 10.0), "eval.top_p": in_range(0.0, 1.0, lo_open=True),
     "eval.max_new_tokens": POSITIVE_INT,

@@ -82,7 +82,8 @@ def run_concentration(model, tokenizer, cfg, out_dir: str) -> dict:
   examples = load_benchmarks(c)[cfg.concentration.benchmark]
   result = concentration_analysis(model, tokenizer, examples, cfg.concentration, seed=cfg.seed,
                                   chat=cfg.chat, system_prompt=cfg.system_prompt,
-                                  prompt_suffix=cfg.prompt_suffix, max_prompt_len=cfg.max_prompt_len)
+                                  prompt_suffix=cfg.prompt_suffix, max_prompt_len=cfg.max_prompt_len,
+                                  prompt_template=cfg.prompt_template)
   result["benchmark"] = cfg.concentration.benchmark
   os.makedirs(out_dir, exist_ok=True)
   with open(os.path.join(out_dir, "concentration.json"), "w") as f:

@@ -11,6 +11,7 @@ from math import comb
 import numpy as np
 import pytest
 
+from simko_jax.eval.generation import Generation
 from simko_jax.evaluate import evaluate
 from simko_jax.rewards.pool import VerifierPool
 from tests.eval.helpers import FakeGenerate, byte_tokenizer, tiny_model, toy_examples
@@ -199,3 +200,48 @@ def test_cli_bad_input_is_one_line(tmp_path):
   _assert_one_line_error(_cli("--checkpoint", run, f"--config.out_dir={tmp_path / 'a_file' / 'sub'}"),
                          "config.out_dir", "not writable")
   assert not (tmp_path / "out").exists()
+
+
+class PerCallN:
+  """A `GenerateFn` honouring the n it is asked for: problem i gets min(i, n) correct boxed answers."""
+
+  def __init__(self):
+    self.ns = []
+
+  def __call__(self, prompts, seed, n):
+    self.ns.append(n)
+    out = []
+    for prompt in prompts:
+      i = int(prompt.split(":")[0].split()[-1])
+      out.append([Generation(f"\\boxed{{{2 * i if j < i else -1}}}", 4, False) for j in range(n)])
+    return out
+
+
+def test_n_per_benchmark_and_pass_at_k_up_to_n(tmp_path, pool):
+  """The paper's protocol: 300 samples for AIME/AMC, 256 elsewhere (here 6 and 4): each benchmark is
+  sampled with its own n and reports unbiased pass@k for k = 1, 2, 4, ... and n itself."""
+  examples = toy_examples(5)
+  fake = PerCallN()
+  cfg = dict(CFG, num_samples=4, num_samples_by_benchmark="aime24:6")
+  res = evaluate(None, None, {"aime24": examples, "math500": examples}, cfg, str(tmp_path),
+                 generate_fn=fake, pool=pool, log=lambda s: None)
+  assert sorted(set(fake.ns)) == [4, 6]
+  for name, n, ks in (("aime24", 6, ["1", "2", "4", "6"]), ("math500", 4, ["1", "2", "4"])):
+    m = res["benchmarks"][name]
+    assert m["num_samples"] == n and list(m["pass@k"]) == ks
+    for k in map(int, ks):
+      want = sum(1 - Fraction(comb(n - min(i, n), k), comb(n, k)) for i in range(5)) / 5
+      assert m["pass@k"][str(k)] == pytest.approx(float(want), abs=1e-12)
+    assert json.loads((tmp_path / name / "sampling.json").read_text())["num_samples"] == n
+  with pytest.raises(Exception, match="num_samples_by_benchmark"):
+    evaluate(None, None, {"aime24": examples}, dict(cfg, num_samples_by_benchmark="aime24=300"),
+             str(tmp_path / "bad"), generate_fn=fake, pool=pool, log=lambda s: None)
+
+
+def test_paper_eval_config_values():
+  from configs.eval_default import get_config
+  from simko_jax.eval.config import samples_for
+  c = get_config()
+  assert (c.max_new_tokens, c.temperature, c.top_p, c.num_samples) == (4096, 0.6, 0.95, 256)
+  assert [samples_for(c, b) for b in ("aime24", "aime25", "amc23", "math500", "minerva")] == \
+      [300, 300, 300, 256, 256]

@@ -1,9 +1,8 @@
 """grain pipeline: Examples -> chat-templated prompt tokens -> shuffled, repeated, sharded, padded batches.
 
 Stages (all deterministic given the config):
-  1. tokenise eagerly: `tokenizer.apply_chat_template([{"role": "user", "content": prompt}],
-     add_generation_prompt=True)` -> str -> `tokenizer.encode(str)` -> ids (a non-str template result is
-     taken as the ids already). Prompts longer than `max_prompt_len` are dropped (`overlong="drop"`,
+  1. tokenise eagerly with `data.prompts.prompt_ids(config.prompt_format, tokenizer, prompt)` (system
+     message, instruction suffix and chat template: the function every evaluation path uses too). Prompts longer than `max_prompt_len` are dropped (`overlong="drop"`,
      counted in `PromptPipeline.num_dropped`) or raise DataError (`overlong="error"`). Done once over the
      whole dataset, identically on every host, so all hosts keep the same examples.
   2. `grain.MapDataset.source(kept).shuffle(seed)` then `.repeat(num_epochs)`: each epoch is a fresh
@@ -34,6 +33,7 @@ from typing import Any, Protocol, Sequence
 import grain
 import numpy as np
 
+from simko_jax.data.prompts import PromptFormat, prompt_ids
 from simko_jax.data.sources import DataError, Example
 
 
@@ -56,6 +56,7 @@ class PipelineConfig:
   shard_index: int = 0
   shard_count: int = 1
   overlong: str = "drop"
+  prompt_format: PromptFormat = PromptFormat()
 
   def __post_init__(self):
     if self.num_prompts < 1 or self.max_prompt_len < 1 or self.bucket_size < 1:
@@ -78,17 +79,16 @@ class _Record:
   data_source: str
 
 
-def tokenize_prompt(tokenizer: ChatTokenizer, prompt: str) -> list[int]:
-  """Chat-templated prompt ids (single user turn, generation prompt appended)."""
-  templated = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True)
-  return [int(t) for t in (tokenizer.encode(templated) if isinstance(templated, str) else templated)]
+def tokenize_prompt(tokenizer: ChatTokenizer, prompt: str, fmt: PromptFormat = PromptFormat()) -> list[int]:
+  """Prompt ids of `prompt` under `fmt` (default: one user turn in the chat template, nothing added)."""
+  return prompt_ids(fmt, tokenizer, prompt)
 
 
 def _tokenize_all(examples: Sequence[Example], tokenizer: ChatTokenizer,
                   config: PipelineConfig) -> tuple[list[_Record], int]:
   records, dropped = [], 0
   for example_id, example in enumerate(examples):
-    tokens = tokenize_prompt(tokenizer, example.prompt)
+    tokens = tokenize_prompt(tokenizer, example.prompt, config.prompt_format)
     where = lambda: (f"{example.path or 'source ' + example.data_source}: row {example.index}: "  # noqa: E731
                      f"field 'prompt': example {example_id}")
     if not tokens:
@@ -199,7 +199,10 @@ class PromptPipeline:
       stream = stream[:usable]
     stream = stream[config.shard_index::config.shard_count]
     self.dataset = stream.batch(config.num_prompts, drop_remainder=True, batch_fn=_Collate(config))
-    digest = hashlib.sha256(repr(dataclasses.astuple(config)).encode())
+    # The prompt format is covered by the hashed tokens; leaving it out of the config part keeps the
+    # fingerprints of runs saved before the field existed.
+    fields = dataclasses.astuple(dataclasses.replace(config, prompt_format=PromptFormat()))[:-1]
+    digest = hashlib.sha256(repr(fields).encode())
     for record in records:
       digest.update(repr((record.example_id, record.tokens, record.ground_truth)).encode())
     self.fingerprint = digest.hexdigest()[:16]

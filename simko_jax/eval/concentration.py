@@ -44,11 +44,14 @@ def _stats_fn(graphdef, temperature: float):
 
 
 def sample_prompts(model, tokenizer, prompts: Sequence[str], cc, *, seed: int = 0, chat: bool = True,
-                   system_prompt: str = "", max_prompt_len: int = 1024) -> list:
+                   system_prompt: str = "", max_prompt_len: int = 1024, prompt_suffix: str = "",
+                   prompt_template: str = "chat") -> list:
   """Sample `cc.num_samples` responses per prompt, `per_call = max(1, forward_rows // n)` prompts per
   call. Every call has exactly per_call prompts (the last chunk repeats its last prompt) and prompts
   left-padded to a multiple of 32 tokens, so one sampler program and one forward program serve all calls.
+  Prompts are built by `data.prompts.prompt_ids` (the training/eval prompt function) from the problems.
   Returns [(SampleOutput, num_real_rows)]: rows >= num_real_rows are padding copies."""
+  from simko_jax.data.prompts import PromptFormat
   from simko_jax.sampling import Sampler, round_up
   from simko_jax.sampling.text import encode_prompts
 
@@ -57,14 +60,15 @@ def sample_prompts(model, tokenizer, prompts: Sequence[str], cc, *, seed: int = 
   pad_id = tokenizer.pad_id if tokenizer.pad_id is not None else 0
   sampler = Sampler(graphdef, pad_id=pad_id, stop_ids=_stop_ids(tokenizer, model.cfg))
   n = int(cc.num_samples)
+  fmt = PromptFormat(system_prompt or "", prompt_suffix, prompt_template if chat else "plain")
   per_call = max(1, int(cc.forward_rows) // n)
   outputs = []
   for start in range(0, len(prompts), per_call):
     chunk = list(prompts[start:start + per_call])
     real = len(chunk)
     chunk += [chunk[-1]] * (per_call - real)
-    tokens_BxP, mask_BxP = encode_prompts(tokenizer, chunk, chat=chat, system_prompt=system_prompt or None,
-                                          pad_id=pad_id, max_prompt_len=max_prompt_len)
+    tokens_BxP, mask_BxP = encode_prompts(tokenizer, chunk, pad_id=pad_id, max_prompt_len=max_prompt_len,
+                                          fmt=fmt)
     p = round_up(tokens_BxP.shape[1], 32)
     tokens_BxP = np.pad(tokens_BxP, ((0, 0), (p - tokens_BxP.shape[1], 0)), constant_values=pad_id)
     mask_BxP = np.pad(mask_BxP, ((0, 0), (p - mask_BxP.shape[1], 0)))
@@ -101,7 +105,7 @@ def teacher_forced_concentration(model, outputs, temperature: float) -> dict:
 
 def concentration_analysis(model, tokenizer, examples: Sequence[Example], cc, *, seed: int = 0,
                            chat: bool = True, system_prompt: str = "", prompt_suffix: str = "",
-                           max_prompt_len: int = 1024) -> dict:
+                           max_prompt_len: int = 1024, prompt_template: str = "chat") -> dict:
   """Concentration metrics of `model` on its own samples for the first `cc.num_prompts` examples.
 
   Args:
@@ -111,9 +115,10 @@ def concentration_analysis(model, tokenizer, examples: Sequence[Example], cc, *,
   Returns: {"lambda_1".."lambda_3", "lambda_sample", "rank1_prob".."rank5_prob": float,
     "num_prompts", "num_samples", "num_responses", "num_tokens", "mean_response_tokens", "temperature"}.
   """
-  prompts = [ex.prompt + prompt_suffix for ex in list(examples)[:cc.num_prompts]]
+  prompts = [ex.prompt for ex in list(examples)[:cc.num_prompts]]
   outputs = sample_prompts(model, tokenizer, prompts, cc, seed=seed, chat=chat, system_prompt=system_prompt,
-                           max_prompt_len=max_prompt_len)
+                           max_prompt_len=max_prompt_len, prompt_suffix=prompt_suffix,
+                           prompt_template=prompt_template)
   result = teacher_forced_concentration(model, outputs, cc.temperature)
   n = int(cc.num_samples)
   result.update(num_prompts=len(prompts), num_samples=n, temperature=float(cc.temperature),

@@ -12,6 +12,8 @@ import os
 import ml_collections
 
 from simko_jax.config import ConfigError
+from simko_jax.data.prompts import PROMPT_TEMPLATES
+from simko_jax.rewards.registry import MATH_EXTRACTIONS
 
 DEFAULT_DATA_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data", "eval")
 
@@ -30,21 +32,24 @@ PAPER_BENCHMARKS = ("aime24", "aime25", "amc23", "math500", "minerva", "olympiad
 
 
 def default_eval_config() -> ml_collections.ConfigDict:
-  """Every evaluation field with its default (the paper's protocol: n=256, T=0.6, top-p 0.95)."""
+  """Every evaluation field with its default (the paper's protocol: n=256, T=0.6, top-p 0.95, up to 4096
+  new tokens; `configs/eval_default.py` adds its prompt and n=300 for AIME / AMC)."""
   c = ml_collections.ConfigDict()
   c.benchmarks = "all"            # "all" or comma-separated names from BENCHMARK_FILES
   c.data_dir = ""                 # "" = /work/shared/data/eval (../shared/data/eval from the repo root)
   c.num_problems = 0              # first N problems of each benchmark; 0 = all
   c.num_samples = 256             # n responses per problem
+  c.num_samples_by_benchmark = ""  # per-benchmark n, "aime24:300,amc23:300"; others use num_samples
   c.temperature = 0.6
   c.top_p = 0.95
   c.top_k = 0                     # 0 = off
-  c.max_new_tokens = 1024
+  c.max_new_tokens = 4096          # the paper's evaluation budget (training uses 3072)
   c.max_prompt_len = 1024         # longer prompts are cut from the left
   c.batch_problems = 8            # problems per sampler call (rounded up to a multiple of the data axes)
-  c.chat = True                   # wrap each problem in the tokenizer's chat template
-  c.system_prompt = ""
-  c.prompt_suffix = ""            # appended to every problem, e.g. " Put the final answer in \\boxed{}."
+  c.chat = True                   # False = prompt_template "plain" (kept for older configs)
+  c.system_prompt = ""            # these three = the training config's data.system_prompt,
+  c.prompt_suffix = ""            # data.prompt_suffix and data.prompt_template (data/prompts.py)
+  c.prompt_template = "chat"      # "chat" | "plain" | "qwen_chatml"
   c.seed = 0
   c.ks = ""                       # "" = 1, 2, 4, ..., n (plus n); else comma-separated ints
   c.maj_method = "auto"           # see simko_jax.metrics.pass_at_k.maj_at_k
@@ -59,6 +64,7 @@ def default_eval_config() -> ml_collections.ConfigDict:
   c.dtype = "auto"                # compute dtype: "auto" = the checkpoint run's model.dtype (else float32)
   c.truncated_is_wrong = False    # a response cut by max_new_tokens counts as wrong
   c.expect_model = ""             # CLI: "" or a preset / HF dir / .gguf the checkpoint must match
+  c.math_extraction = "boxed"     # "boxed" | "boxed_answer_is_number" (= config.rewards.math_extraction)
 
   c.concentration = ml_collections.ConfigDict()
   c.concentration.enabled = False
@@ -86,6 +92,26 @@ def benchmark_names(spec) -> list[str]:
   if unknown or not names:
     _fail("benchmarks", spec, f"'all' or a comma-separated subset of {list(BENCHMARK_FILES)}")
   return names
+
+
+def samples_by_benchmark(spec: str) -> dict[str, int]:
+  """"aime24:300, amc23:300" -> {"aime24": 300, "amc23": 300}; ConfigError on a malformed entry."""
+  out = {}
+  for item in str(spec or "").split(","):
+    if not item.strip():
+      continue
+    name, _, value = item.partition(":")
+    name = name.strip().lower()
+    if not value.strip().isdigit() or int(value) < 1 or not name:
+      _fail("num_samples_by_benchmark", spec, "comma-separated name:n entries with n >= 1, "
+            "e.g. 'aime24:300,amc23:300'")
+    out[name] = int(value)
+  return out
+
+
+def samples_for(cfg, benchmark: str) -> int:
+  """n for `benchmark`: its `num_samples_by_benchmark` entry, else `num_samples`."""
+  return samples_by_benchmark(cfg.num_samples_by_benchmark).get(benchmark.lower(), int(cfg.num_samples))
 
 
 def k_values(n: int, spec: str = "") -> list[int]:
@@ -119,7 +145,12 @@ def validate_eval_config(c: ml_collections.ConfigDict) -> ml_collections.ConfigD
     _fail("timeout_s", c.timeout_s, "a number > 0")
   if c.maj_method not in ("first_k", "exact", "monte_carlo", "auto"):
     _fail("maj_method", c.maj_method, "one of first_k, exact, monte_carlo, auto")
-  k_values(c.num_samples, c.ks)
+  for n in {c.num_samples, *samples_by_benchmark(c.num_samples_by_benchmark).values()}:
+    k_values(n, c.ks)
+  if c.prompt_template not in PROMPT_TEMPLATES:
+    _fail("prompt_template", c.prompt_template, f"one of {list(PROMPT_TEMPLATES)}")
+  if c.math_extraction not in MATH_EXTRACTIONS:
+    _fail("math_extraction", c.math_extraction, f"one of {list(MATH_EXTRACTIONS)}")
   if c.dtype not in ("auto", "float32", "bfloat16"):
     _fail("dtype", c.dtype, "one of auto, float32, bfloat16")
   if not isinstance(c.mesh_data, int) or (c.mesh_data < 1 and c.mesh_data != -1):

@@ -1,8 +1,10 @@
 """From problems to verified `ProblemRecord`s: prompt text, sampling, answer extraction, verification.
 
-A `GenerateFn` maps (prompt texts [B], seed) to B lists of n `Generation`s. The default one
-(`sampler_generate_fn`) runs the KV-cache `Sampler`; tests may pass any function of this signature
-(e.g. one returning known boxed answers) to check the harness and metrics exactly.
+A `GenerateFn` maps (problem texts [B], seed, n) to B lists of n `Generation`s. The texts are the bare
+problems: the default one (`sampler_generate_fn`) turns each into prompt tokens with
+`data.prompts.prompt_ids` under the eval config's `PromptFormat` (system message, instruction suffix,
+chat template: the function and fields training uses) and runs the KV-cache `Sampler`; tests may pass
+any function of this signature (e.g. one returning known boxed answers) to check the harness exactly.
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 
+from simko_jax.data.prompts import format_from_eval_config, prompt_ids
 from simko_jax.data.sources import Example
 from simko_jax.eval.store import ProblemRecord
-from simko_jax.rewards.extract import (extract_gsm8k_answer, last_boxed_content, last_number,
-                                       normalize_answer)
-from simko_jax.rewards.registry import final_number_reward, get_reward_fn, gsm8k_reward
+from simko_jax.rewards.extract import (extract_gsm8k_answer, extract_math_answer_chain, last_boxed_content,
+                                       last_number, normalize_answer)
+from simko_jax.rewards.registry import chained_math_reward, final_number_reward, get_reward_fn, gsm8k_reward
 
 
 class Generation(NamedTuple):
@@ -27,7 +30,7 @@ class Generation(NamedTuple):
   truncated: bool
 
 
-GenerateFn = Callable[[Sequence[str], int], list[list[Generation]]]
+GenerateFn = Callable[..., list[list[Generation]]]  # (problems: Sequence[str], seed: int, n: int)
 
 
 def batch_seed(seed: int, benchmark: str, batch_index: int) -> int:
@@ -37,19 +40,19 @@ def batch_seed(seed: int, benchmark: str, batch_index: int) -> int:
   return int(state.generate_state(1)[0] & 0x7FFFFFFF)
 
 
-def prompt_text(example: Example, suffix: str = "") -> str:
-  return example.prompt + suffix
-
-
-def canonical_answer(response: str, data_source: str) -> str | None:
-  """The answer a majority vote counts: the GSM8K-style number for GSM8K sources, else the normalised
-  last `\\boxed{}` content; None when nothing can be extracted."""
+def canonical_answer(response: str, data_source: str, math_extraction: str = "boxed") -> str | None:
+  """The answer a majority vote counts, extracted as the reward extracts it: the GSM8K-style number for
+  GSM8K sources, the boxed -> "the answer is" -> last number chain under
+  `math_extraction="boxed_answer_is_number"`, else the last `\\boxed{}` content; normalised; None when
+  nothing can be extracted."""
   try:
-    fn = get_reward_fn(data_source, default="math")
+    fn = get_reward_fn(data_source, default="math", math_extraction=math_extraction)
   except KeyError:
     fn = None
   if fn is gsm8k_reward:
     raw = extract_gsm8k_answer(response)
+  elif fn is chained_math_reward:
+    raw = extract_math_answer_chain(response)
   elif fn is final_number_reward:
     raw = last_boxed_content(response) or last_number(response)
   else:
@@ -61,7 +64,7 @@ def canonical_answer(response: str, data_source: str) -> str | None:
 
 
 def verify_batch(pool, examples: Sequence[Example], generations: Sequence[Sequence[Generation]],
-                 truncated_is_wrong: bool = False) -> list[ProblemRecord]:
+                 truncated_is_wrong: bool = False, math_extraction: str = "boxed") -> list[ProblemRecord]:
   """Score every response of every problem with one `pool.score` call; one record per problem.
 
   With `truncated_is_wrong`, a response cut by max_new_tokens is wrong whatever its text (the
@@ -79,7 +82,7 @@ def verify_batch(pool, examples: Sequence[Example], generations: Sequence[Sequen
         responses=[g.text for g in gens],
         correct=[bool(s > 0.5) and not (truncated_is_wrong and g.truncated)
                  for s, g in zip(scores, gens)],
-        answers=[canonical_answer(g.text, ex.data_source) for g in gens],
+        answers=[canonical_answer(g.text, ex.data_source, math_extraction) for g in gens],
         num_tokens=[int(g.num_tokens) for g in gens], truncated=[bool(g.truncated) for g in gens]))
   return records
 
@@ -99,15 +102,15 @@ def sampler_generate_fn(model_or_state: Any, tokenizer, cfg, *, sampler=None, me
   """A `GenerateFn` over the KV-cache `Sampler`.
 
   model_or_state: a `Transformer`, or its param state together with `sampler` (built on its graphdef,
-  e.g. the trainer's, with the trainer's mesh). cfg: the eval config (num_samples, temperature, top_p,
-  top_k, max_new_tokens, max_prompt_len, chat, system_prompt). With `mesh` and no `sampler`, the
-  sampler shards rows over the mesh (the params must already be placed on it).
+  e.g. the trainer's, with the trainer's mesh). cfg: the eval config (temperature, top_p, top_k,
+  max_new_tokens, max_prompt_len and the prompt fields of `format_from_eval_config`). With `mesh` and
+  no `sampler`, the sampler shards rows over the mesh (the params must already be placed on it).
   """
   import jax
   from flax import nnx
 
   from simko_jax.sampling import Sampler
-  from simko_jax.sampling.text import encode_prompts
+  from simko_jax.sampling.text import pad_prompts
 
   if isinstance(model_or_state, nnx.Module):
     graphdef, state = nnx.split(model_or_state)
@@ -120,17 +123,17 @@ def sampler_generate_fn(model_or_state: Any, tokenizer, cfg, *, sampler=None, me
   stops = _stop_ids(tokenizer, model_cfg) if sampler is None else None  # None = the sampler's own set
   if sampler is None:
     sampler = Sampler(graphdef, pad_id=pad_id, stop_ids=stops, mesh=mesh)
-  n = int(cfg.num_samples)
+  fmt = format_from_eval_config(cfg)
 
-  def generate(prompts: Sequence[str], seed: int) -> list[list[Generation]]:
+  def generate(problems: Sequence[str], seed: int, n: int | None = None) -> list[list[Generation]]:
     # Multi-process: every process encodes all B prompts (one common padded length P), samples its
     # own contiguous B / P_count rows of the global batch (the sampler assembles the global array
     # and returns this host's rows), and the decoded texts are all-gathered in process order, so
     # every process returns the same list as a single-process run on the same mesh.
-    tokens_BxP, mask_BxP = encode_prompts(tokenizer, prompts, chat=cfg.chat,
-                                          system_prompt=cfg.system_prompt or None, pad_id=pad_id,
-                                          max_prompt_len=cfg.max_prompt_len)
-    rows = _process_rows(len(prompts))
+    n = int(cfg.num_samples if n is None else n)
+    tokens_BxP, mask_BxP = pad_prompts([prompt_ids(fmt, tokenizer, p) for p in problems], pad_id,
+                                       cfg.max_prompt_len)
+    rows = _process_rows(len(problems))
     out = sampler.sample(state, tokens_BxP[rows], mask_BxP[rows], jax.random.key(seed), n=n,
                          max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
                          top_p=cfg.top_p, top_k=cfg.top_k, stop_ids=stops)

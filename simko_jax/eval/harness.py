@@ -26,9 +26,8 @@ import ml_collections
 
 from simko_jax.data.sources import Example, read_examples
 from simko_jax.eval.config import (BENCHMARK_FILES, PAPER_BENCHMARKS, benchmark_names, default_eval_config,
-                                   k_values, resolve_data_dir, validate_eval_config)
-from simko_jax.eval.generation import (GenerateFn, batch_seed, prompt_text, sampler_generate_fn,
-                                       verify_batch)
+                                   k_values, resolve_data_dir, samples_for, validate_eval_config)
+from simko_jax.eval.generation import GenerateFn, batch_seed, sampler_generate_fn, verify_batch
 from simko_jax.eval.store import GenerationStore
 from simko_jax.eval.summary import average_over, summarize
 from simko_jax.eval.tables import results_table
@@ -119,16 +118,19 @@ def evaluate(model: Any, tokenizer: Any, benchmarks=None, eval_cfg=None, out_dir
   own_pool = pool is None and writer
   if own_pool:
     from simko_jax.rewards.pool import VerifierPool
-    pool = VerifierPool(num_workers=cfg.num_workers, timeout_s=cfg.timeout_s, default_source="math")
-  ks = k_values(cfg.num_samples, cfg.ks)
+    pool = VerifierPool(num_workers=cfg.num_workers, timeout_s=cfg.timeout_s, default_source="math",
+                        math_extraction=cfg.math_extraction)
   start = time.time()
   results: dict[str, dict] = {}
   sampled: dict[str, int] = {}
   try:
     for name, examples in problem_sets.items():
-      _shared(lambda: _check_sampling_settings(os.path.join(out_dir, name), cfg, batch))
+      bench_cfg = ml_collections.ConfigDict(cfg.to_dict())
+      bench_cfg.num_samples = samples_for(cfg, name)  # the paper's 300 for AIME / AMC, else num_samples
+      ks = k_values(bench_cfg.num_samples, cfg.ks)
+      _shared(lambda: _check_sampling_settings(os.path.join(out_dir, name), bench_cfg, batch))
       store = GenerationStore(os.path.join(out_dir, name)) if writer else None
-      sampled[name] = _run_benchmark(name, examples, store, generate_fn, pool, cfg, batch, log)
+      sampled[name] = _run_benchmark(name, examples, store, generate_fn, pool, bench_cfg, batch, log)
       if writer:
         results[name] = _summarize_benchmark(name, examples, store, ks, cfg, out_dir, log)
   finally:
@@ -213,8 +215,8 @@ def _run_benchmark(name: str, examples: Sequence[Example], store: GenerationStor
     for batch_index in todo:
       problems = batches[batch_index]
       padded = problems + [problems[-1]] * (batch - len(problems))
-      generations = generate_fn([prompt_text(ex, cfg.prompt_suffix) for ex in padded],
-                                batch_seed(cfg.seed, name, batch_index))[:len(problems)]
+      generations = generate_fn([ex.prompt for ex in padded], batch_seed(cfg.seed, name, batch_index),
+                                n=cfg.num_samples)[:len(problems)]
       if store is None:
         continue
       fresh = [(ex, g) for ex, g in zip(problems, generations) if not store.done(ex.index)]
@@ -222,7 +224,7 @@ def _run_benchmark(name: str, examples: Sequence[Example], store: GenerationStor
         if len(gens) != cfg.num_samples:
           raise ValueError(f"generate_fn returned {len(gens)} samples, expected {cfg.num_samples}")
       records = verify_batch(pool, [ex for ex, _ in fresh], [g for _, g in fresh],
-                             cfg.truncated_is_wrong)
+                             cfg.truncated_is_wrong, cfg.math_extraction)
       store.append(records)
       num_sampled += len(records)
       bar.update(len(records))
@@ -233,7 +235,9 @@ def _run_benchmark(name: str, examples: Sequence[Example], store: GenerationStor
 
 # Fields that decide what is sampled for a problem; a resumed run must match them exactly.
 SAMPLING_FIELDS = ("num_samples", "temperature", "top_p", "top_k", "max_new_tokens", "max_prompt_len",
-                   "chat", "system_prompt", "prompt_suffix", "seed")
+                   "chat", "system_prompt", "prompt_suffix", "prompt_template", "seed")
+# Fields added later: a stored sampling.json without them was written under these values.
+_SAMPLING_DEFAULTS = {"prompt_template": "chat"}
 
 
 def _check_sampling_settings(directory: str, cfg, batch: int) -> None:
@@ -245,6 +249,7 @@ def _check_sampling_settings(directory: str, cfg, batch: int) -> None:
   if os.path.isfile(path):
     with open(path) as f:
       stored = json.load(f)
+    stored = {**_SAMPLING_DEFAULTS, **stored}
     diff = {k: (stored.get(k), v) for k, v in settings.items() if stored.get(k) != v}
     if diff:
       raise ValueError(f"{directory} holds samples drawn with other settings {{field: (stored, now)}}: "

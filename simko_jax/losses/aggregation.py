@@ -7,6 +7,13 @@ reproduces the full-batch value. When `normalizer` is None the micro-batch's own
 
 Modes:
   token_mean            sum_{i,t} l m / sum_{i,t} m                       (default; DAPO/verl "token-mean")
+  micro_batch_token_mean  sum_b (n_b / N) * [sum_{i in b,t} l m / sum_{i in b,t} m]
+                        verl's actor (the SimKO authors' code): a token mean inside each micro-batch b,
+                        weighted by its share n_b / N of the mini-batch's responses. Not a global token
+                        mean: a token's weight depends on how many tokens share its micro-batch, so the
+                        result depends on the micro-batching; with one micro-batch it equals token_mean.
+                        Here `normalizer` is N (responses in the mini-batch) and n_b counts the
+                        micro-batch's responses with at least one loss token.
   seq_mean_token_mean   sum_i [sum_t l m / sum_t m] / #responses          (GRPO paper)
   seq_mean_token_sum    sum_i  sum_t l m / #responses                     (Dr. GRPO; divide by a constant
                                                                             budget through `normalizer`)
@@ -17,7 +24,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-AGGREGATION_MODES = ("token_mean", "seq_mean_token_mean", "seq_mean_token_sum")
+AGGREGATION_MODES = ("token_mean", "micro_batch_token_mean", "seq_mean_token_mean", "seq_mean_token_sum")
+_RESPONSE_COUNT_MODES = ("micro_batch_token_mean", "seq_mean_token_mean", "seq_mean_token_sum")
 
 
 def aggregation_denominator(mask: jax.Array, mode: str) -> jax.Array:
@@ -31,7 +39,7 @@ def aggregation_denominator(mask: jax.Array, mode: str) -> jax.Array:
   mask = mask.astype(jnp.float32)
   if mode == "token_mean":
     return jnp.sum(mask)
-  if mode in ("seq_mean_token_mean", "seq_mean_token_sum"):
+  if mode in _RESPONSE_COUNT_MODES:
     return jnp.sum((jnp.sum(mask, axis=-1) > 0).astype(jnp.float32))
   raise ValueError(f"loss aggregation mode {mode!r} is not one of {AGGREGATION_MODES}")
 
@@ -54,6 +62,9 @@ def aggregate(values: jax.Array, mask: jax.Array, mode: str = "token_mean",
   denom = jnp.maximum(jnp.asarray(normalizer, jnp.float32), 1e-8)
   if mode == "token_mean":
     total = jnp.sum(values)
+  elif mode == "micro_batch_token_mean":
+    responses = aggregation_denominator(mask, mode)
+    total = jnp.sum(values) / jnp.maximum(jnp.sum(mask), 1.0) * responses
   elif mode == "seq_mean_token_mean":
     total = jnp.sum(jnp.sum(values, -1) / jnp.maximum(jnp.sum(mask, -1), 1.0))
   elif mode == "seq_mean_token_sum":

@@ -6,6 +6,11 @@ Prediction side:
     form `\\boxed 5` (the next whitespace/`$`-delimited token). None when there is none.
   * `extract_gsm8k_answer(text)`: `#### X` (last one), else the last boxed content, else the last number
     in the text. Commas, `$` and trailing `.` are removed.
+  * `answer_is_content(text)`: what follows the last "the answer is" (first line, `:`/`.`/`/` trimmed).
+  * `extract_math_answer_chain(text)`: the SimKO authors' MATH extraction order (verl
+    `reward_score/utils.py::extract_answer_math`): last boxed content, else `answer_is_content`, else the
+    last number. Difference, on purpose: a truncated (unbalanced) box is skipped here, where the authors
+    take its unterminated text; a response cut mid-box therefore falls through to the next rule.
 
 Ground-truth side:
   * `gold_from_math_solution(solution)`: the last boxed content of a MATH / Minerva solution.
@@ -117,6 +122,34 @@ def extract_gsm8k_answer(text: str) -> str | None:
     number = last_number(boxed)
     return number if number is not None else boxed
   return last_number(text)
+
+
+_ANSWER_IS_RE = re.compile(r"[Tt]he answer is")
+
+
+def answer_is_content(text: str) -> str | None:
+  """Text after the last "The/the answer is" up to the end of that line, with a leading `:` and a trailing
+  `.` or `/` removed (the authors' trimming); None when the phrase is absent or nothing follows it."""
+  if not isinstance(text, str):
+    return None
+  matches = list(_ANSWER_IS_RE.finditer(text))
+  if not matches:
+    return None
+  tail = text[matches[-1].end():].strip().split("\n", 1)[0].strip()
+  tail = tail[1:].strip() if tail.startswith(":") else tail
+  tail = tail[:-1].strip() if tail.endswith((".", "/")) else tail
+  return tail or None
+
+
+def extract_math_answer_chain(text: str) -> str | None:
+  """Last boxed content, else what follows "the answer is", else the last number; None if none."""
+  if not isinstance(text, str):
+    return None
+  for rule in (last_boxed_content, answer_is_content, last_number):
+    answer = rule(text)
+    if answer is not None:
+      return answer
+  return None
 
 
 def gold_from_math_solution(solution: str) -> str | None:

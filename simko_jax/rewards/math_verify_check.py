@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from simko_jax.rewards.extract import last_boxed_content, normalize_answer
+from simko_jax.rewards.extract import extract_math_answer_chain, last_boxed_content, normalize_answer
 
 # Seconds for math-verify's own signal-based timeouts (integers: signal.alarm resolution).
 _INNER_TIMEOUT_S = 3
@@ -105,3 +105,9 @@ def math_equivalent(pred_answer: str | None, gold: str | None) -> bool:
 def boxed_math_reward(response: str, ground_truth: str) -> float:
   """1.0 iff the last `\\boxed{}` of `response` is math-equivalent to `ground_truth`, else 0.0."""
   return 1.0 if math_equivalent(last_boxed_content(response), ground_truth) else 0.0
+
+
+def chained_math_reward(response: str, ground_truth: str) -> float:
+  """1.0 iff the answer found by `extract_math_answer_chain` (last `\\boxed{}`, else "the answer is",
+  else the last number: the SimKO authors' extraction) is math-equivalent to `ground_truth`."""
+  return 1.0 if math_equivalent(extract_math_answer_chain(response), ground_truth) else 0.0

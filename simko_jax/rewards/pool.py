@@ -143,6 +143,8 @@ class VerifierPool:
     timeout_s: per-answer wall-clock limit, measured from dispatch to a ready worker.
     max_response_chars: responses are cut to their last this-many characters before checking.
     default_source: registry name used for unknown data sources (None -> KeyError for unknown ones).
+    math_extraction: answer extraction of MATH-type sources ("boxed" | "boxed_answer_is_number", see
+      `registry.get_reward_fn`; `config.rewards.math_extraction`).
     batch_timeout_s: optional limit for a whole `score` call.
     startup_timeout_s: a worker that is not ready this long after start is killed and replaced.
     start_method: 'forkserver' (default) or 'spawn'. Never 'fork' (the parent may hold JAX threads).
@@ -152,7 +154,7 @@ class VerifierPool:
   def __init__(self, num_workers: int = 4, timeout_s: float = 5.0, *, max_response_chars: int = 20_000,
                default_source: str | None = None, batch_timeout_s: float | None = None,
                startup_timeout_s: float = 60.0, start_method: str = "forkserver",
-               max_memory_mb: int | None = None):
+               max_memory_mb: int | None = None, math_extraction: str = "boxed"):
     if num_workers < 1 or timeout_s <= 0 or max_response_chars < 1:
       raise ValueError("need num_workers >= 1, timeout_s > 0, max_response_chars >= 1")
     if start_method not in ("forkserver", "spawn"):
@@ -161,6 +163,8 @@ class VerifierPool:
     self.timeout_s = float(timeout_s)
     self.max_response_chars = max_response_chars
     self.default_source = default_source
+    get_reward_fn("math", math_extraction=math_extraction)  # refuses an unknown value before any start
+    self.math_extraction = math_extraction
     self.batch_timeout_s = batch_timeout_s
     self.startup_timeout_s = startup_timeout_s
     self._max_memory_mb = max_memory_mb
@@ -220,7 +224,8 @@ class VerifierPool:
       start = time.monotonic()
       tasks = []
       for response, ground_truth, data_source in batch:
-        fn = get_reward_fn(data_source, default=self.default_source)  # KeyError before any work
+        fn = get_reward_fn(data_source, default=self.default_source,  # KeyError before any work
+                           math_extraction=self.math_extraction)
         response = "" if response is None else str(response)
         if len(response) > self.max_response_chars:
           response = response[-self.max_response_chars:]

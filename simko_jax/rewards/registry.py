@@ -9,6 +9,9 @@ known keyword (e.g. "TianHongZXY/MATH", "TianHongZXY/AIME2025") maps by `_KEYWOR
 
 Built-in functions:
   boxed_math_reward  last `\\boxed{}` vs gold, string fast path + math-verify (MATH, AIME, AMC, ...)
+  chained_math_reward  the same check on boxed -> "the answer is" -> last number (the SimKO authors'
+                     extraction); chosen for every MATH-type source by `math_extraction=
+                     "boxed_answer_is_number"` (`config.rewards.math_extraction`)
   gsm8k_reward       `#### X` / boxed / last number, compared as exact decimals with the gold number
   arith_reward       last boxed content must be exactly the integer ground truth (procedural "arith")
   countdown_reward   Countdown expression check (see countdown_check.py)
@@ -24,9 +27,12 @@ from typing import Callable
 from simko_jax.rewards.countdown_check import countdown_reward
 from simko_jax.rewards.extract import (extract_gsm8k_answer, gold_from_gsm8k_answer, last_boxed_content, last_number,
                                        normalize_answer)
-from simko_jax.rewards.math_verify_check import boxed_math_reward
+from simko_jax.rewards.math_verify_check import boxed_math_reward, chained_math_reward
 
 RewardFn = Callable[[str, str], float]
+# config.rewards.math_extraction -> the reward fn that replaces `boxed_math_reward` for MATH-type sources.
+MATH_EXTRACTIONS: dict[str, RewardFn] = {"boxed": boxed_math_reward,
+                                         "boxed_answer_is_number": chained_math_reward}
 
 
 def _as_decimal(text: str | None) -> Decimal | None:
@@ -106,8 +112,17 @@ def registered_sources() -> list[str]:
   return sorted(_REGISTRY)
 
 
-def get_reward_fn(data_source: str, *, default: str | None = None) -> RewardFn:
-  """Reward fn for `data_source` (exact name, then keyword rules, then `default`); KeyError if none."""
+def get_reward_fn(data_source: str, *, default: str | None = None,
+                  math_extraction: str = "boxed") -> RewardFn:
+  """Reward fn for `data_source` (exact name, then keyword rules, then `default`); KeyError if none.
+  A MATH-type source (one resolving to `boxed_math_reward`) gets `MATH_EXTRACTIONS[math_extraction]`."""
+  if math_extraction not in MATH_EXTRACTIONS:
+    raise ValueError(f"math_extraction {math_extraction!r} is not one of {list(MATH_EXTRACTIONS)}")
+  fn = _lookup(data_source, default)
+  return MATH_EXTRACTIONS[math_extraction] if fn is boxed_math_reward else fn
+
+
+def _lookup(data_source: str, default: str | None) -> RewardFn:
   key = (data_source or "").lower()
   if key in _REGISTRY:
     return _REGISTRY[key]
@@ -115,15 +130,16 @@ def get_reward_fn(data_source: str, *, default: str | None = None) -> RewardFn:
     if keyword in key and name in _REGISTRY:
       return _REGISTRY[name]
   if default is not None:
-    return get_reward_fn(default)
+    return _lookup(default, None)
   raise KeyError(f"no reward function for data source {data_source!r}; registered: "
                  f"{registered_sources()} (use register_reward(name, fn) or pass default=...)")
 
 
 def compute_reward(response: str, ground_truth: str, data_source: str, *,
-                   default: str | None = None) -> float:
+                   default: str | None = None, math_extraction: str = "boxed") -> float:
   """In-process reward (no timeout protection: use VerifierPool for untrusted model output)."""
-  return float(get_reward_fn(data_source, default=default)(response, ground_truth))
+  fn = get_reward_fn(data_source, default=default, math_extraction=math_extraction)
+  return float(fn(response, ground_truth))
 
 
 for _name in _MATH_SOURCES:

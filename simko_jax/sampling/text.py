@@ -14,6 +14,7 @@ import jax
 import numpy as np
 from flax import nnx
 
+from simko_jax.data.prompts import PromptFormat, prompt_ids
 from simko_jax.sampling.sampler import FINISH_STOP, Sampler
 
 # Samplers keyed by (graphdef, pad, stops, buckets): repeated calls reuse the compiled programs.
@@ -33,22 +34,22 @@ def _stop_ids(tokenizer, cfg) -> tuple[int, ...]:
 
 def encode_prompts(tokenizer, prompts: Sequence[str], *, chat: bool = True,
                    system_prompt: str | None = None, pad_id: int = 0,
-                   max_prompt_len: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-  """Left-padded (tokens [B, P] int32, mask [B, P] int32); P = the longest prompt (after truncating
-  from the left to max_prompt_len). With `chat`, each prompt is one user message under the
-  tokenizer's chat template (with the generation prompt appended)."""
-  ids = []
-  for text in prompts:
-    if chat:
-      messages = ([{"role": "system", "content": system_prompt}] if system_prompt else []) + \
-          [{"role": "user", "content": text}]
-      text = tokenizer.apply_chat_template(messages, add_generation_prompt=True)
-    row = tokenizer.encode(text)
-    if max_prompt_len is not None:
-      row = row[-max_prompt_len:]
-    if not row:
-      raise ValueError(f"prompt {text!r} encodes to no tokens")
-    ids.append(row)
+                   max_prompt_len: int | None = None, fmt: PromptFormat | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
+  """Left-padded (tokens [B, P] int32, mask [B, P] int32) of `prompts` under `fmt` (default: built from
+  `chat` / `system_prompt`, no suffix) via `data.prompts.prompt_ids`; see `pad_prompts`."""
+  if fmt is None:
+    fmt = PromptFormat(system_prompt or "", "", "chat" if chat else "plain")
+  return pad_prompts([prompt_ids(fmt, tokenizer, text) for text in prompts], pad_id, max_prompt_len)
+
+
+def pad_prompts(ids: Sequence[Sequence[int]], pad_id: int = 0,
+                max_prompt_len: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+  """Left-padded (tokens [B, P] int32, mask [B, P] int32) of token-id rows; P = the longest row after
+  cutting each from the left to `max_prompt_len`. An empty row raises ValueError."""
+  ids = [list(row)[-max_prompt_len:] if max_prompt_len is not None else list(row) for row in ids]
+  if not ids or any(not row for row in ids):
+    raise ValueError("a prompt encodes to no tokens")
   p = max(len(r) for r in ids)
   tokens = np.full((len(ids), p), pad_id, np.int32)
   mask = np.zeros((len(ids), p), np.int32)

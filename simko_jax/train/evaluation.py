@@ -21,7 +21,9 @@ def eval_overrides(cfg) -> dict:
   return dict(num_samples=cfg.eval.num_samples, temperature=cfg.eval.temperature,
               top_p=cfg.eval.top_p, max_new_tokens=cfg.eval.max_new_tokens,
               max_prompt_len=cfg.data.max_prompt_len, batch_problems=cfg.rollout.prompts_per_step,
-              system_prompt=cfg.data.system_prompt, seed=cfg.seed, progress=False,
+              system_prompt=cfg.data.system_prompt, prompt_suffix=cfg.data.prompt_suffix,
+              prompt_template=cfg.data.prompt_template, chat=True,  # = the training prompts
+              math_extraction=cfg.rewards.math_extraction, seed=cfg.seed, progress=False,
               truncated_is_wrong=cfg.rewards.truncated_is_wrong,
               num_workers=cfg.rewards.num_workers, timeout_s=cfg.rewards.timeout_s)
 

@@ -14,6 +14,7 @@ from flax import nnx
 
 from simko_jax.config import ConfigError, validate
 from simko_jax.data.pipeline import PipelineConfig, PromptPipeline
+from simko_jax.data.prompts import format_from_train_config
 from simko_jax.parallel import make_mesh, model_shardings, opt_state_shardings
 from simko_jax.rewards.pool import VerifierPool
 from simko_jax.sampling.sampler import Sampler
@@ -123,15 +124,11 @@ def build_run(cfg) -> Run:
   logprob_fn = jit_logprobs(graphdef, loss_cfg, param_shardings, mesh)
   ref_params = jax.tree.map(lambda x: x.copy(), params) if cfg.algo.kl_coef > 0 else None
 
-  pipeline = PromptPipeline(examples, tokenizer, PipelineConfig(
-      num_prompts=cfg.rollout.prompts_per_step, max_prompt_len=cfg.data.max_prompt_len,
-      bucket_size=cfg.data.prompt_bucket, pad_id=tokenizer.pad_id, seed=cfg.seed,
-      num_epochs=cfg.data.num_epochs, shard_index=jax.process_index(),
-      shard_count=jax.process_count(),
-      overlong="drop" if cfg.data.overlong_prompts == "drop" else "error"))
+  pipeline = prompt_pipeline(cfg, examples, tokenizer)
   sampler = Sampler(graphdef, pad_id=tokenizer.pad_id, stop_ids=(tokenizer.eos_id,),
                     mesh=mesh if mesh.size > 1 else None, prompt_bucket=cfg.data.prompt_bucket)
-  pool = VerifierPool(cfg.rewards.num_workers, cfg.rewards.timeout_s, default_source=None)
+  pool = VerifierPool(cfg.rewards.num_workers, cfg.rewards.timeout_s, default_source=None,
+                      math_extraction=cfg.rewards.math_extraction)
   eval_examples = tasks.held_out_examples(cfg.data, cfg.seed, cfg.eval.num_problems)
   run = Run(cfg=cfg, mesh=mesh, graphdef=graphdef, params=params, opt_state=opt_state,
             ref_params=ref_params, rng=jax.random.key(cfg.seed), step=0, tokenizer=tokenizer,
@@ -141,6 +138,18 @@ def build_run(cfg) -> Run:
             checkpointer=checkpointer, eval_examples=eval_examples)
   maybe_restore(run)
   return run
+
+
+def prompt_pipeline(cfg, examples, tokenizer) -> PromptPipeline:
+  """This host's training prompt batches: `cfg.data` / `cfg.rollout` sizes, prompts built by
+  `data.prompts.prompt_ids` from `data.system_prompt`, `data.prompt_suffix`, `data.prompt_template`."""
+  return PromptPipeline(examples, tokenizer, PipelineConfig(
+      num_prompts=cfg.rollout.prompts_per_step, max_prompt_len=cfg.data.max_prompt_len,
+      bucket_size=cfg.data.prompt_bucket, pad_id=tokenizer.pad_id, seed=cfg.seed,
+      num_epochs=cfg.data.num_epochs, shard_index=jax.process_index(),
+      shard_count=jax.process_count(),
+      overlong="drop" if cfg.data.overlong_prompts == "drop" else "error",
+      prompt_format=format_from_train_config(cfg)))
 
 
 def maybe_restore(run: Run) -> bool:

@@ -28,10 +28,13 @@ import optax
 from flax import nnx
 
 from simko_jax.data.pipeline import tokenize_prompt
+from simko_jax.data.prompts import PromptFormat
 
 
-def sft_batch(tokenizer, prompts: Sequence[str], responses: Sequence[str], seq_len: int) -> dict:
-  """Right-padded training rows for `prompts[i]` followed by `responses[i]` and EOS.
+def sft_batch(tokenizer, prompts: Sequence[str], responses: Sequence[str], seq_len: int,
+              fmt: PromptFormat = PromptFormat()) -> dict:
+  """Right-padded training rows for `prompts[i]` (formatted by `fmt`, as RL training formats it; see
+  `data.prompts`) followed by `responses[i]` and EOS.
 
   Returns numpy int32 arrays, all [B, seq_len]:
     tokens         prompt ids, response ids, eos, then pad_id
@@ -47,7 +50,7 @@ def sft_batch(tokenizer, prompts: Sequence[str], responses: Sequence[str], seq_l
   attention = np.zeros((b, seq_len), np.int32)
   target = np.zeros((b, seq_len), np.int32)
   for i, (prompt, response) in enumerate(zip(prompts, responses)):
-    prompt_ids = tokenize_prompt(tokenizer, prompt)
+    prompt_ids = tokenize_prompt(tokenizer, prompt, fmt)
     response_ids = [int(t) for t in tokenizer.encode(response)] + [int(tokenizer.eos_id)]
     n = len(prompt_ids) + len(response_ids)
     if n > seq_len:

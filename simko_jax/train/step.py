@@ -4,7 +4,9 @@
   * `batch` holds one optimizer step's responses split into M micro-batches (leaves [M, mb, ...]);
     gradients are accumulated over them with `jax.lax.scan`, so memory is one micro-batch's;
   * the loss is the fused chunked LM head + policy loss (`losses.fused_policy_loss`), normalised by the
-    *whole* mini-batch's token (or response) count, so accumulation is exact;
+    *whole* mini-batch's token (or response) count, so accumulation is exact; under
+    `aggregation="micro_batch_token_mean"` (verl's) the normaliser is the mini-batch's response count
+    and each micro-batch contributes its own token mean times its share of those responses;
   * gradients are clipped by global norm, optax (AdamW + schedule) updates the params;
   * a non-finite loss or gradient norm skips the update: params and optimizer state come back unchanged
     and `metrics["update_skipped"] == 1`;
@@ -144,6 +146,7 @@ def train_step_fn(graphdef, tx: optax.GradientTransformation, loss_cfg: LossConf
 
   def step(params, opt_state, batch: Batch):
     mask_NxR = batch.loss_mask.reshape(-1, batch.loss_mask.shape[-1])
+    # Global over all M micro-batches: tokens (token_mean) or responses (every other mode).
     normalizer = aggregation_denominator(mask_NxR, loss_cfg.aggregation)
     grad_fn = jax.value_and_grad(_micro_loss, has_aux=True)
 

@@ -49,7 +49,8 @@ class FakeGenerate:
     self.calls: list[tuple[str, int]] = []
     self.num_calls = 0
 
-  def __call__(self, prompts, seed):
+  def __call__(self, prompts, seed, n=None):
+    assert n in (None, self.n), f"the harness asked for n={n}, this fake draws {self.n}"
     if self.fail_after is not None and self.num_calls >= self.fail_after:
       raise RuntimeError("simulated crash")
     self.num_calls += 1

@@ -158,3 +158,23 @@ def test_on_policy_shortcut_equals_explicit_old_logprobs():
   np.testing.assert_allclose(m_a["loss"], m_b["loss"], atol=1e-6)
   np.testing.assert_allclose(flat(p_a), flat(p_b), atol=1e-6)
   assert m_b["ppo_kl"] == 0
+
+
+def test_micro_batch_token_mean_weights_each_micro_batch_by_its_share_of_responses():
+  """verl's aggregation through the real step: with SGD(1) the update is sum_b (n_b / N) x (the update of a
+  token_mean step on micro-batch b alone), and the loss the same mix of their losses."""
+  cfg, graphdef, params = setup()
+  batch = make_batch(cfg)
+  lengths = np.array([5, 1, 2, 5, 3, 4, 1, 2])  # uneven per-row token counts: per-micro-batch means differ
+  batch = batch._replace(loss_mask=jnp.asarray(np.arange(R)[None] < lengths[:, None], jnp.float32))
+  sgd = optax.sgd(1.0)
+  verl = LossConfig(alpha=0.1, aggregation="micro_batch_token_mean")
+  p_verl, _, m_verl = run_step(graphdef, params, batch, 2, loss_cfg=verl, tx=sgd)
+  halves = [jax.tree.map(lambda x, s=s: x[s], batch) for s in (slice(0, 4), slice(4, 8))]
+  parts = [run_step(graphdef, params, h, 1, loss_cfg=LossConfig(alpha=0.1), tx=sgd) for h in halves]
+  expected_params = jax.tree.map(lambda p0, a, b: p0 + 0.5 * (a - p0) + 0.5 * (b - p0),
+                                 params, parts[0][0], parts[1][0])
+  np.testing.assert_allclose(m_verl["loss"], 0.5 * (parts[0][2]["loss"] + parts[1][2]["loss"]), rtol=1e-5)
+  np.testing.assert_allclose(flat(p_verl), flat(expected_params), atol=1e-6)
+  _, _, m_global = run_step(graphdef, params, batch, 2, loss_cfg=LossConfig(alpha=0.1), tx=sgd)
+  assert abs(float(m_verl["loss"]) - float(m_global["loss"])) > 1e-4  # a different estimator here
