@@ -64,4 +64,5 @@ def get_config():
   c.rewards.num_workers = 16
   c.rewards.math_extraction = "boxed_answer_is_number"  # the authors' extract_answer_math
   c.eval.enabled = False           # evaluate checkpoints with `python -m simko_jax.evaluate`
+  c.eval.max_new_tokens = 4096     # the paper's eval budget; `simko_jax.evaluate` reads it from the run
   return c
