@@ -23,6 +23,7 @@ import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from simko_jax import storage  # noqa: E402
 from simko_jax.eval.concentration import concentration_analysis  # noqa: E402
 from simko_jax.eval.config import (BENCHMARK_FILES, default_eval_config, k_values,  # noqa: E402
                                    validate_eval_config)
@@ -43,12 +44,14 @@ def _load_policy(path: str, *, dtype: str = "float32", mesh=None):
   from simko_jax.models import Tokenizer, load_pretrained, smollm2_gguf_path
   if path == "smollm2":
     path = smollm2_gguf_path()
+  if storage.is_remote(path) and (path.endswith(".gguf") or storage.isfile(storage.join(path, "config.json"))):
+    path = storage.local_copy(path)  # the GGUF / safetensors readers need local files
   is_gguf = os.path.isfile(path) and path.endswith(".gguf")
   is_hf = os.path.isdir(path) and os.path.isfile(os.path.join(path, "config.json"))
   if is_gguf or is_hf:
     model, _ = load_pretrained(path, dtype=getattr(jnp, dtype), mesh=mesh)
     return model, Tokenizer.load(path)
-  if not os.path.exists(path):
+  if not storage.is_remote(path) and not os.path.exists(path):  # gs:// runs: Orbax reads them
     raise FileNotFoundError(f"checkpoint {path!r} does not exist (want 'smollm2', a .gguf file, a HF dir "
                             "or a trainer run / orbax checkpoint dir)")
   try:
@@ -87,9 +90,8 @@ def run_concentration(model, tokenizer, cfg, out_dir: str) -> dict:
                                   chat=cfg.chat, system_prompt=cfg.system_prompt,
                                   prompt_suffix=cfg.prompt_suffix, max_prompt_len=cfg.max_prompt_len)
   result["benchmark"] = cfg.concentration.benchmark
-  os.makedirs(out_dir, exist_ok=True)
-  with open(os.path.join(out_dir, "concentration.json"), "w") as f:
-    json.dump(result, f, indent=2)
+  storage.makedirs(out_dir)
+  storage.write_atomic(storage.join(out_dir, "concentration.json"), json.dumps(result, indent=2))
   return result
 
 
@@ -119,7 +121,7 @@ def main(argv=None) -> int:
     if not flags.FLAGS.concentration_only:
       results = evaluate(model, tokenizer, None, cfg, cfg.out_dir, mesh=mesh,
                          metadata={"checkpoint": flags.FLAGS.checkpoint})
-      print(results_table({os.path.basename(os.path.normpath(cfg.out_dir)): results}))
+      print(results_table({storage.as_path(cfg.out_dir).name: results}))
     if cfg.concentration.enabled or flags.FLAGS.concentration_only:
       conc = run_concentration(model, tokenizer, cfg, cfg.out_dir)
       print("[eval] concentration:", json.dumps({k: round(v, 4) if isinstance(v, float) else v

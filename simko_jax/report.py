@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
+import sys
 from typing import Mapping, Sequence
 
+from simko_jax import storage
 from simko_jax.eval.tables import results_table
 from simko_jax.metrics import plots
 
@@ -32,7 +33,7 @@ def parse_named_paths(spec: str) -> dict[str, str]:
     if "=" in item:
       name, _, path = item.partition("=")
     else:
-      name, path = os.path.basename(os.path.normpath(item)), item
+      name, path = storage.as_path(item).name, item
     if name in out:
       raise ValueError(f"run name {name!r} given twice")
     out[name] = path
@@ -41,15 +42,13 @@ def parse_named_paths(spec: str) -> dict[str, str]:
 
 def load_run(eval_dir: str) -> dict:
   """results.json of an eval dir, with "concentration" added when concentration.json exists."""
-  path = os.path.join(eval_dir, "results.json")
-  if not os.path.isfile(path):
+  path = storage.join(eval_dir, "results.json")
+  if not storage.isfile(path):
     raise FileNotFoundError(f"{path} not found: is {eval_dir!r} an evaluate output directory?")
-  with open(path) as f:
-    results = json.load(f)
-  conc = os.path.join(eval_dir, "concentration.json")
-  if os.path.isfile(conc):
-    with open(conc) as f:
-      results["concentration"] = json.load(f)
+  results = json.loads(storage.read_text(path))
+  conc = storage.join(eval_dir, "concentration.json")
+  if storage.isfile(conc):
+    results["concentration"] = json.loads(storage.read_text(conc))
   return results
 
 
@@ -69,15 +68,16 @@ def pass_at_k_curves(runs: Mapping[str, dict]) -> dict[str, dict[str, dict]]:
 def write_report(runs: Mapping[str, dict], out_dir: str, *, ks: Sequence[int] | None = None,
                  train_metrics: Mapping[str, Sequence[dict]] | None = None, title: str = "") -> dict:
   """Write report.md and the figures for loaded runs ({name: results}); returns {artifact: path}."""
-  os.makedirs(out_dir, exist_ok=True)
-  written = {"pass_at_k": plots.plot_pass_at_k(pass_at_k_curves(runs), os.path.join(out_dir, "pass_at_k.png"),
+  storage.makedirs(out_dir)  # a local directory or a gs:// URL
+  at = lambda name: str(storage.join(out_dir, name))
+  written = {"pass_at_k": plots.plot_pass_at_k(pass_at_k_curves(runs), at("pass_at_k.png"),
                                                title=title or "pass@k vs k: " + " vs ".join(runs))}
   conc = {run: res["concentration"] for run, res in runs.items() if res.get("concentration")}
   if conc:
-    written["rank_probs"] = plots.plot_rank_probs(conc, os.path.join(out_dir, "rank_probs.png"))
+    written["rank_probs"] = plots.plot_rank_probs(conc, at("rank_probs.png"))
   if train_metrics:
     written["lambda_steps"] = plots.plot_lambda_over_steps(train_metrics,
-                                                           os.path.join(out_dir, "lambda_steps.png"))
+                                                           at("lambda_steps.png"))
   lines = [f"# {title or 'Evaluation report'}", "", "pass@k / maj@k in %; avg = unweighted mean over "
            "benchmarks; avg6 = the SimKO paper's six benchmarks (without GSM8K).", "",
            results_table(runs, ks), ""]
@@ -91,10 +91,9 @@ def write_report(runs: Mapping[str, dict], out_dir: str, *, ks: Sequence[int] | 
       cells += [f"{c.get(f'lambda_{r}', float('nan')):.2f}" for r in range(1, 4)]
       lines.append(f"| {run} | " + " | ".join(cells) + " |")
     lines.append("")
-  lines += [f"![{name}]({os.path.basename(path)})" for name, path in written.items()]
-  written["report"] = os.path.join(out_dir, "report.md")
-  with open(written["report"], "w") as f:
-    f.write("\n".join(lines) + "\n")
+  lines += [f"![{name}]({storage.as_path(path).name})" for name, path in written.items()]
+  written["report"] = at("report.md")
+  storage.write_atomic(written["report"], "\n".join(lines) + "\n")
   return written
 
 
@@ -106,15 +105,18 @@ def main(argv: Sequence[str] | None = None) -> dict:
   parser.add_argument("--train_metrics", default="", help="name=metrics.jsonl,... (Lambda over steps)")
   parser.add_argument("--title", default="")
   args = parser.parse_args(argv)
-  runs = {name: load_run(path) for name, path in parse_named_paths(args.runs).items()}
-  metrics = {}
-  for name, path in parse_named_paths(args.train_metrics).items():
-    metrics[name] = plots.read_metrics_jsonl(
-        os.path.join(path, "metrics.jsonl") if os.path.isdir(path) else path)
-  ks = [int(k) for k in args.ks.split(",") if k.strip()] or None
-  written = write_report(runs, args.out, ks=ks, train_metrics=metrics or None, title=args.title)
-  with open(written["report"]) as f:
-    print(f.read())
+  try:
+    runs = {name: load_run(path) for name, path in parse_named_paths(args.runs).items()}
+    metrics = {}
+    for name, path in parse_named_paths(args.train_metrics).items():
+      metrics[name] = plots.read_metrics_jsonl(
+          storage.join(path, "metrics.jsonl") if storage.isdir(path) else path)
+    ks = [int(k) for k in args.ks.split(",") if k.strip()] or None
+    storage.check_writable(args.out, what="--out")
+    written = write_report(runs, args.out, ks=ks, train_metrics=metrics or None, title=args.title)
+  except (OSError, ValueError) as err:  # missing run dir, unreachable bucket, bad --ks: one line
+    sys.exit(f"error: {err}")
+  print(storage.read_text(written["report"]))
   return written
 
 

@@ -24,6 +24,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import ml_collections
 
+from simko_jax import storage
 from simko_jax.data.sources import Example, read_examples
 from simko_jax.eval.config import (BENCHMARK_FILES, PAPER_BENCHMARKS, benchmark_names, default_eval_config,
                                    k_values, resolve_data_dir, validate_eval_config)
@@ -48,7 +49,7 @@ def load_benchmarks(cfg) -> dict[str, list[Example]]:
   data_dir = resolve_data_dir(cfg.data_dir)
   out = {}
   for name in benchmark_names(cfg.benchmarks):
-    examples, _ = read_examples(os.path.join(data_dir, BENCHMARK_FILES[name]), split="eval",
+    examples, _ = read_examples(str(storage.join(data_dir, BENCHMARK_FILES[name])), split="eval",
                                 limit=cfg.num_problems or None)
     out[name] = examples
   return out
@@ -109,7 +110,7 @@ def evaluate(model: Any, tokenizer: Any, benchmarks=None, eval_cfg=None, out_dir
   """
   cfg = make_eval_config(eval_cfg)
   out_dir = out_dir or cfg.out_dir
-  os.makedirs(out_dir, exist_ok=True)
+  storage.makedirs(out_dir)  # a local directory or a gs:// URL
   problem_sets = _as_benchmarks(benchmarks, cfg)
   batch = _round_batch(cfg.batch_problems, mesh)
   if generate_fn is None:
@@ -124,12 +125,12 @@ def evaluate(model: Any, tokenizer: Any, benchmarks=None, eval_cfg=None, out_dir
   sampled: dict[str, int] = {}
   try:
     for name, examples in problem_sets.items():
-      _check_sampling_settings(os.path.join(out_dir, name), cfg, batch)
-      store = GenerationStore(os.path.join(out_dir, name))
+      _check_sampling_settings(str(storage.join(out_dir, name)), cfg, batch)
+      store = GenerationStore(str(storage.join(out_dir, name)))
       sampled[name] = _run_benchmark(name, examples, store, generate_fn, pool, cfg, batch, log)
       records = [store.records[ex.index] for ex in examples]
       results[name] = summarize(records, ks, maj_method=cfg.maj_method, seed=cfg.seed)
-      _write_json(os.path.join(out_dir, name, "metrics.json"), results[name])
+      _write_json(storage.join(out_dir, name, "metrics.json"), results[name])
       log(f"[eval] {name}: {len(records)} problems, pass@1 {results[name]['pass@k']['1']:.4f}, "
           f"pass@{ks[-1]} {results[name]['pass@k'].get(str(ks[-1]), float('nan')):.4f}")
   finally:
@@ -143,9 +144,8 @@ def evaluate(model: Any, tokenizer: Any, benchmarks=None, eval_cfg=None, out_dir
       "config": cfg.to_dict(),
       "metadata": dict(metadata or {}),
   }
-  _write_json(os.path.join(out_dir, "results.json"), output)
-  with open(os.path.join(out_dir, "results.md"), "w") as f:
-    f.write(results_table({"run": output}) + "\n")
+  _write_json(storage.join(out_dir, "results.json"), output)
+  storage.write_atomic(storage.join(out_dir, "results.md"), results_table({"run": output}) + "\n")
   return output
 
 
@@ -192,21 +192,17 @@ def _check_sampling_settings(directory: str, cfg, batch: int) -> None:
   (mixing samples drawn under different settings would silently corrupt the metrics)."""
   settings = {f: cfg[f] for f in SAMPLING_FIELDS}
   settings["batch_problems_effective"] = batch  # batch boundaries fix the per-batch seeds
-  path = os.path.join(directory, "sampling.json")
-  if os.path.isfile(path):
-    with open(path) as f:
-      stored = json.load(f)
+  path = storage.join(directory, "sampling.json")
+  if storage.isfile(path):
+    stored = json.loads(storage.read_text(path))
     diff = {k: (stored.get(k), v) for k, v in settings.items() if stored.get(k) != v}
     if diff:
       raise ValueError(f"{directory} holds samples drawn with other settings {{field: (stored, now)}}: "
                        f"{diff}. Use another out_dir, or the stored settings to resume.")
     return
-  os.makedirs(directory, exist_ok=True)
+  storage.makedirs(directory)
   _write_json(path, settings)
 
 
-def _write_json(path: str, obj) -> None:
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(obj, f, indent=2, sort_keys=False)
-  os.replace(tmp, path)
+def _write_json(path, obj) -> None:
+  storage.write_atomic(path, json.dumps(obj, indent=2, sort_keys=False))

@@ -52,7 +52,11 @@ def permute_rope_rows(w: np.ndarray, n_head: int) -> np.ndarray:
 
 
 def open_gguf(path: str):
+  """A `gguf.GGUFReader` (memory-maps a local file: a gs:// URL is first copied to a local cache)."""
   import gguf
+
+  from simko_jax import storage
+  path = storage.local_copy(path)
   if not os.path.isfile(path):
     raise FileNotFoundError(f"GGUF file {path!r} does not exist")
   return gguf.GGUFReader(path)

@@ -82,11 +82,12 @@ def hf_tensor_name(param: str, layer: int | None) -> tuple[str, str]:
 
 # ---------------------------------------------------------------------------------------- reading
 def read_hf_config(path: str) -> dict[str, Any]:
-  cfg_path = os.path.join(path, "config.json")
-  if not os.path.isfile(cfg_path):
+  """config.json of a HF checkpoint directory (a local path or a gs:// URL)."""
+  from simko_jax import storage
+  cfg_path = storage.join(path, "config.json")
+  if not storage.isfile(cfg_path):
     raise FileNotFoundError(f"no config.json in HF checkpoint directory {path!r}")
-  with open(cfg_path) as f:
-    return json.load(f)
+  return json.loads(storage.read_text(cfg_path))
 
 
 class SafetensorsReader:
@@ -145,9 +146,18 @@ def hf_tensor_getter(path: str, cfg: ModelConfig) -> Callable[[str, int | None, 
 def save_hf(model: Any, path: str, dtype: Any = None) -> None:
   """Write `model` as `path/model.safetensors` + `path/config.json` (HF layout; tied head omitted).
 
+  `path` may be a `gs://` URL (written to a local temporary directory first, then uploaded).
+
   Gathers the whole model to host memory (peak = one full copy of the params). `dtype`: numpy/jnp dtype
   for the saved tensors (default: param dtype).
   """
+  from simko_jax import storage
+  if storage.is_remote(path):  # safetensors writes local files: write them locally, then upload
+    import tempfile
+    with tempfile.TemporaryDirectory(prefix="simko_export_") as local:
+      save_hf(model, local, dtype)
+      storage.upload_tree(local, path)
+    return
   import jax
   from safetensors.numpy import save_file
 

@@ -64,5 +64,5 @@ def hf_preset(name: str) -> dict[str, Any]:
 
 def preset_for(path: str) -> str | None:
   """The preset name matching a checkpoint path's last component, or None."""
-  name = os.path.basename(os.path.normpath(path))
+  name = os.path.basename(os.path.normpath(path)) if "://" not in path else path.rstrip("/").rsplit("/", 1)[-1]
   return name if name in HF_PRESETS else None

@@ -14,15 +14,31 @@ from typing import Any
 import jax.numpy as jnp
 from flax import nnx
 
+from simko_jax import storage
 from simko_jax.models import Transformer, load_pretrained, smollm2_gguf_path
 from simko_jax.models.config import PRESETS as PRESETS_BY_NAME
 from simko_jax.models.char_tokenizer import CharTokenizer
 
 
 def resolve_checkpoint(name: str) -> str:
-  """The filesystem path behind a `model.checkpoint` value (clear error when it does not exist)."""
+  """The local filesystem path behind a `model.checkpoint` value (clear error when it does not exist).
+
+  A `gs://` directory or `.gguf` file is downloaded once into a local cache (`storage.local_copy`):
+  the safetensors and GGUF readers memory-map local files.
+  """
   if name == "smollm2":
     return smollm2_gguf_path()
+  if storage.is_remote(name):
+    try:
+      found = storage.exists(name)
+    except Exception as err:  # noqa: BLE001 - unreachable bucket / no credentials
+      raise storage.StorageError(
+          storage.describe_failure(name, err, "config.model.checkpoint").replace("cannot write to",
+                                                                                  "cannot read")) from err
+    if not found:
+      raise FileNotFoundError(f"config.model.checkpoint = {name!r} does not exist in bucket "
+                              f"{storage.bucket_of(name)}: check the URL")
+    return storage.local_copy(name)
   if not os.path.exists(name):
     raise FileNotFoundError(
         f"config.model.checkpoint = {name!r} does not exist: give a Hugging Face checkpoint "
