@@ -156,8 +156,9 @@ def rename(src: PathLike, dst: PathLike) -> None:
     os.rename(os.fspath(src), os.fspath(dst))
     return
   source = epath.Path(src)
-  if not source.is_dir():
-    source.rename(dst)
+  if not source.is_dir():  # copy, then delete: object stores have no rename
+    epath.Path(dst).write_bytes(source.read_bytes())
+    source.unlink()
     return
   for child in source.iterdir():
     rename(child, epath.Path(dst) / child.name)
@@ -179,15 +180,21 @@ def check_writable(directory: PathLike, what: str = "config.out_dir") -> epath.P
   Run before any training so an unreachable, missing or read-only bucket is reported up front, not
   as a failed checkpoint hours later. The probe name is unique per process and host.
   """
+  import logging
   import socket
   p = epath.Path(directory)
   probe = p / f".write_probe.{socket.gethostname()}.{os.getpid()}"
+  gcsfs_log = logging.getLogger("gcsfs")  # logs a traceback per failed retry: the one line is ours
+  level = gcsfs_log.level
+  gcsfs_log.setLevel(logging.CRITICAL)
   try:
     p.mkdir(parents=True, exist_ok=True)
     probe.write_text("ok")
     probe.unlink()
   except Exception as err:  # noqa: BLE001 - gcsfs/aiohttp/google-auth errors are not all OSError
     raise StorageError(describe_failure(directory, err, what)) from err
+  finally:
+    gcsfs_log.setLevel(level)
   return p
 
 

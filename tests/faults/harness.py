@@ -24,6 +24,8 @@ import time
 
 import numpy as np
 
+from simko_jax import storage
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 STEPS = 6
 PHASES = ("sample", "update", "save")
@@ -81,13 +83,14 @@ def run(out_dir, steps=STEPS, *, timeout=300, **kw) -> tuple[int, str]:
   return proc.returncode, output(proc)
 
 
+# out_dir: a local path or a gs:// URL (tests/faults/test_gcs_run.py), hence `storage` paths below.
 def complete_steps(out_dir) -> list[int]:
-  ckpt = pathlib.Path(out_dir) / "checkpoints"
+  ckpt = storage.join(out_dir, "checkpoints")
   return sorted(int(p.name) for p in ckpt.iterdir() if p.name.isdigit()) if ckpt.is_dir() else []
 
 
 def partial_saves(out_dir) -> list[str]:
-  ckpt = pathlib.Path(out_dir) / "checkpoints"
+  ckpt = storage.join(out_dir, "checkpoints")
   return sorted(p.name for p in ckpt.iterdir() if "tmp" in p.name) if ckpt.is_dir() else []
 
 
@@ -99,7 +102,7 @@ def resumed_from(text: str) -> int | None:
 def data_order(out_dir) -> dict[int, list[int]]:
   """{step: example ids}; asserts that every redo of a step consumed the same ids as the first try."""
   order: dict[int, list[int]] = {}
-  for line in (pathlib.Path(out_dir) / "data_order.jsonl").read_text().splitlines():
+  for line in storage.join(out_dir, "data_order.jsonl").read_text().splitlines():
     record = json.loads(line)
     first = order.setdefault(record["step"], record["example_ids"])
     assert first == record["example_ids"], f"step {record['step']} redone on other data: {record}"
@@ -110,7 +113,7 @@ def checkpoint_state(out_dir, step: int) -> dict:
   """{"params", "train" (opt_state + rng)}: flat {path: np.ndarray}; "data", "meta": JSON items."""
   import jax
   import orbax.checkpoint as ocp
-  manager = ocp.CheckpointManager(os.path.abspath(os.path.join(out_dir, "checkpoints")))
+  manager = ocp.CheckpointManager(storage.absolute(storage.join(out_dir, "checkpoints")))
   restored = manager.restore(step, args=ocp.args.Composite(
       params=ocp.args.StandardRestore(), train=ocp.args.StandardRestore(),
       data=ocp.args.JsonRestore(), meta=ocp.args.JsonRestore()))
