@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import tempfile
 from typing import Union
 
@@ -170,7 +171,6 @@ def free_bytes(path: PathLike) -> int | None:
   """Free bytes on the local disk holding `path`; None for remote paths (no such limit to check)."""
   if is_remote(path):
     return None
-  import shutil
   return shutil.disk_usage(os.fspath(path)).free
 
 

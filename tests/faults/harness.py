@@ -152,7 +152,7 @@ def wait_for_step(out_dir, proc, step: int, timeout=240.0) -> bool:
 
 
 def kill_trial(seed: int, out_dir, reference_dir, *, cache_dir=None, max_kills=3, steps=STEPS,
-               modes=PHASES + ("time",), max_delay_s=12.0, plan=None) -> dict:
+               modes=PHASES + ("time",), max_delay_s=12.0, plan=None, log_dir=None) -> dict:
   """Kills a run with SIGKILL at seeded random points until it finishes; checks every resume.
 
   Each launch draws a mode: a phase of `PHASES` at a random step after the last complete checkpoint
@@ -161,7 +161,8 @@ def kill_trial(seed: int, out_dir, reference_dir, *, cache_dir=None, max_kills=3
   of (phase, step), replaces the draws (a step not after the last complete checkpoint is moved just
   after it). After a kill the last complete checkpoint is read off the directory; the next launch must
   resume from exactly it (or start fresh when there is none). Returns a report of the kills; asserts
-  the final run equals the uninterrupted reference run.
+  the final run equals the uninterrupted reference run. `log_dir`: where launch logs go (default: next
+  to `out_dir`, which must then be local).
   """
   rng = np.random.default_rng(seed)
   kills, launch_no = [], 0
@@ -181,7 +182,8 @@ def kill_trial(seed: int, out_dir, reference_dir, *, cache_dir=None, max_kills=3
         kill = (mode, max(at, (expected or 0) + 1))
     fault = f"{kill[0]}:{kill[1]}" if kill and kill[0] != "time" else None
     proc = launch(out_dir, steps, fault=fault, cache_dir=cache_dir,
-                  log_path=f"{out_dir}.launch{launch_no}.log")
+                  log_path=os.path.join(log_dir, f"launch{launch_no}.log") if log_dir else
+                  f"{out_dir}.launch{launch_no}.log")
     if kill and kill[0] == "time":
       try:
         proc.wait(timeout=kill[1])
