@@ -84,14 +84,22 @@ def run(out_dir, steps=STEPS, *, timeout=300, **kw) -> tuple[int, str]:
 
 
 # out_dir: a local path or a gs:// URL (tests/faults/test_gcs_run.py), hence `storage` paths below.
+# Orbax commits a step locally by renaming `<step>.orbax-checkpoint-tmp-*` to `<step>`; on GCS (no
+# rename) it writes `<step>/` in place and marks it complete with `<step>/commit_success.txt`.
+def _committed(step_dir) -> bool:
+  return not storage.is_remote(step_dir) or (step_dir / "commit_success.txt").exists()
+
+
 def complete_steps(out_dir) -> list[int]:
   ckpt = storage.join(out_dir, "checkpoints")
-  return sorted(int(p.name) for p in ckpt.iterdir() if p.name.isdigit()) if ckpt.is_dir() else []
+  return sorted(int(p.name) for p in ckpt.iterdir() if p.name.isdigit() and _committed(p)) \
+      if ckpt.is_dir() else []
 
 
 def partial_saves(out_dir) -> list[str]:
   ckpt = storage.join(out_dir, "checkpoints")
-  return sorted(p.name for p in ckpt.iterdir() if "tmp" in p.name) if ckpt.is_dir() else []
+  return sorted(p.name for p in ckpt.iterdir()
+                if "tmp" in p.name or (p.name.isdigit() and not _committed(p))) if ckpt.is_dir() else []
 
 
 def resumed_from(text: str) -> int | None:

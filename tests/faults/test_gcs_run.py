@@ -34,6 +34,7 @@ def test_sigkill_resume_from_bucket_equals_uninterrupted_run(gcs, tmp_path, refe
   assert json.loads(storage.read_text(f"{out}/final_metrics.json"))["step"] == harness.STEPS
   assert any(n.startswith("events.out.tfevents") for n in storage.listdir(f"{out}/tensorboard"))
   assert not (harness.ROOT / "gs:").exists()
+  assert not harness.partial_saves(out)  # the redone step 2 replaced the uncommitted one
 
 
 @pytest.mark.slow
