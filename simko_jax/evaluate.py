@@ -113,6 +113,10 @@ def main(argv=None) -> int:
       validate_eval_config(cfg)
     except ConfigError as err:
       sys.exit(f"error: {err}")
+    try:  # a missing / read-only / unreachable bucket: one line before the model is loaded
+      storage.check_writable(cfg.out_dir)
+    except storage.StorageError as err:
+      sys.exit(f"error: {err}")
     mesh = _make_mesh(cfg)
     t0 = time.time()
     model, tokenizer = _load_policy(flags.FLAGS.checkpoint, dtype=cfg.dtype, mesh=mesh)

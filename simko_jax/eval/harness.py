@@ -18,7 +18,6 @@ problem and stores only the unfinished problems, so no problem is ever stored tw
 from __future__ import annotations
 
 import json
-import os
 import time
 from typing import Any, Callable, Mapping, Sequence
 

@@ -9,7 +9,6 @@ worker processes).
 from __future__ import annotations
 
 import json
-import os
 
 import jax
 
