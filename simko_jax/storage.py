@@ -27,6 +27,17 @@ from etils import epath
 
 PathLike = Union[str, os.PathLike, epath.Path]
 
+
+def _no_listing_cache() -> None:
+  """gcsfs caches directory listings for the life of the process by default; other hosts (and a
+  resumed run's previous process) change the bucket behind it, so a cached listing would hide new
+  checkpoint steps or show deleted ones. Listing afresh costs one request per listing."""
+  import fsspec.config
+  fsspec.config.conf.setdefault("gcs", {}).setdefault("use_listings_cache", False)
+
+
+_no_listing_cache()
+
 # Where `local_copy` stages remote model files (one sub-directory per remote URL).
 CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "simko_jax", "remote")
 

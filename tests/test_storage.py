@@ -61,3 +61,16 @@ def test_missing_bucket_is_one_line_with_the_fix(gcs):
   message = str(err.value)
   assert "\n" not in message and "gs://no-such-bucket" in message
   assert "gcloud storage buckets create gs://no-such-bucket" in message
+
+
+def test_listing_sees_changes_made_by_another_process(gcs):
+  """gcsfs would cache listings for the process's life; other hosts change the bucket behind it."""
+  import subprocess
+  import sys
+  base = f"{gcs.bucket}/listing"
+  storage.write_atomic(f"{base}/1", "x")
+  assert storage.listdir(base) == ["1"]
+  subprocess.run([sys.executable, "-c", f"from simko_jax import storage; "
+                  f"storage.write_atomic('{base}/2', 'y'); storage.as_path('{base}/1').unlink()"],
+                 check=True, env=dict(os.environ, PYTHONPATH=os.getcwd()))
+  assert storage.listdir(base) == ["2"] and not storage.exists(f"{base}/1")
