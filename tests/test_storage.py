@@ -1,10 +1,13 @@
 """simko_jax/storage.py on local paths and on a real GCS stand-in (fake-gcs-server, `gcs` fixture)."""
 
 import os
+import pathlib
 
 import pytest
 
 from simko_jax import storage
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def test_path_kinds():
@@ -72,5 +75,5 @@ def test_listing_sees_changes_made_by_another_process(gcs):
   assert storage.listdir(base) == ["1"]
   subprocess.run([sys.executable, "-c", f"from simko_jax import storage; "
                   f"storage.write_atomic('{base}/2', 'y'); storage.as_path('{base}/1').unlink()"],
-                 check=True, env=dict(os.environ, PYTHONPATH=os.getcwd()))
+                 check=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
   assert storage.listdir(base) == ["2"] and not storage.exists(f"{base}/1")

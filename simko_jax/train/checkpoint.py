@@ -7,8 +7,10 @@ Layout of `<out_dir>/checkpoints/<step>/` (one Orbax `CheckpointManager` step, C
   meta     JsonSave      {"step", "config" (the run's ConfigDict), "model_config" (HF-style dict),
                           "tokenizer" (where the tokenizer comes from)}
 
-Orbax writes each step into a temporary directory and renames it when complete, so a process killed
-mid-save leaves no step that `latest_step()` would return. If the newest complete step still cannot be
+Orbax writes each step into a temporary directory and renames it when complete (in a gs:// bucket,
+which has no rename: into `<step>/`, committed by a final `commit_success.txt`), so a process killed
+mid-save leaves no step that `latest_step()` would return. The directory may be local or gs://
+(`simko_jax.storage`). If the newest complete step still cannot be
 read (a corrupted file), `restore` falls back to the previous one, says so, and renames the unreadable
 newer steps to `<step>.unreadable` (kept for inspection) so the resumed run can write those steps again.
 A checkpoint written for a different model shape is refused before any array is read. Any failure of a
