@@ -5,14 +5,16 @@ Everything goes through `etils.epath.Path` (what Orbax uses): local paths are pl
 through fsspec's `gcsfs` backend. The few helpers here cover what the rest of the package needs.
 
 Semantics that differ on object stores (GCS) and how they are handled:
-  * no append: `append_text` on a remote path rewrites the whole object (read once, then cached in
-    memory); a GCS object is replaced atomically, so a killed writer leaves the old or the new content,
+  * no append: `AppendFile.append` on a remote path rewrites the whole object (read once, then kept
+    in memory); a GCS object is replaced atomically, so a killed writer leaves the old or the new content,
     never a torn line. Fine for metrics/event logs (KBs to a few MBs).
   * no rename of a directory in one step: `rename` moves every object (copy + delete); used only for
     rare maintenance (setting an unreadable checkpoint step aside).
   * no local free space: `free_bytes` returns None for remote paths (nothing to check).
-  * libraries that need a real local file (safetensors' mmap, GGUF reader, verifier scratch):
-    `local_copy` downloads a remote file or directory into a local cache first.
+  * libraries that need a real local file (safetensors' mmap, the GGUF reader, tokenizer files):
+    `local_copy` downloads a remote file or directory into a local cache first (a cached file is
+    reused while its size matches the object's).
+  * listings are never cached (see `_no_listing_cache`).
 """
 
 from __future__ import annotations
