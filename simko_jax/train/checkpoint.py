@@ -52,7 +52,10 @@ class RunCheckpointer:
       # One probe per process: hosts sharing the directory must not delete each other's probe.
       storage.check_writable(self.directory, what="checkpoint directory")
     except storage.StorageError as err:
-      raise CheckpointError(str(err)) from err
+      if storage.is_remote(self.directory):  # names the bucket and the fix
+        raise CheckpointError(str(err)) from err
+      raise CheckpointError(f"checkpoint directory {self.directory!r} is not writable: "
+                            f"{err.__cause__}") from err
     options = ocp.CheckpointManagerOptions(
         max_to_keep=keep, save_interval_steps=every, enable_async_checkpointing=async_save,
         create=True)
