@@ -27,6 +27,7 @@ import os
 import sys
 import time
 
+from simko_jax import storage
 from simko_jax.eval.concentration import concentration_analysis
 from simko_jax.eval.config import (BENCHMARK_FILES, default_eval_config, k_values,
                                    validate_eval_config)
@@ -85,27 +86,22 @@ def run_concentration(model, tokenizer, cfg, out_dir: str) -> dict:
                                   prompt_suffix=cfg.prompt_suffix, max_prompt_len=cfg.max_prompt_len,
                                   prompt_template=cfg.prompt_template)
   result["benchmark"] = cfg.concentration.benchmark
-  os.makedirs(out_dir, exist_ok=True)
-  with open(os.path.join(out_dir, "concentration.json"), "w") as f:
-    json.dump(result, f, indent=2)
+  storage.makedirs(out_dir)
+  storage.write_atomic(storage.join(out_dir, "concentration.json"), json.dumps(result, indent=2))
   return result
 
 
 def _check_writable(out_dir: str) -> None:
-  """ConfigError now (before a model is loaded) when `out_dir` cannot be written."""
+  """ConfigError now (before a model is loaded) when `out_dir` (a local directory or a gs:// URL)
+  cannot be written: a probe file is written and deleted (`storage.check_writable`)."""
   from simko_jax.config import ConfigError
-  existed = os.path.isdir(out_dir)
+  existed = storage.isdir(out_dir)
   try:
-    os.makedirs(out_dir, exist_ok=True)
-    probe = os.path.join(out_dir, f".write_probe.{os.getpid()}")
-    with open(probe, "w") as f:
-      f.write("ok")
-    os.remove(probe)
-    if not existed:  # leave nothing behind if the checkpoint turns out to be unusable
-      os.rmdir(out_dir)
-  except OSError as err:
-    raise ConfigError(f"config.out_dir = {out_dir!r} is not writable ({type(err).__name__}: {err}): "
-                      "choose a writable directory") from err
+    storage.check_writable(out_dir)
+  except OSError as err:  # StorageError included: unreachable, missing or read-only bucket
+    raise ConfigError(f"{err} (config.out_dir is not writable: choose a writable directory)") from err
+  if not existed and not storage.is_remote(out_dir):
+    os.rmdir(out_dir)  # leave nothing behind if the checkpoint turns out to be unusable
 
 
 def run_cli(cfg, checkpoint: str, *, step: int | None, concentration_only: bool,
@@ -127,7 +123,7 @@ def run_cli(cfg, checkpoint: str, *, step: int | None, concentration_only: bool,
   if not concentration_only:
     results = evaluate(model, tokenizer, None, cfg, cfg.out_dir, mesh=sample_mesh, metadata=metadata)
     if jax.process_index() == 0:
-      print(results_table({os.path.basename(os.path.normpath(cfg.out_dir)): results}))
+      print(results_table({storage.as_path(cfg.out_dir).name: results}))
   if wants_concentration:
     conc = run_concentration(model, tokenizer, cfg, cfg.out_dir)
     print("[eval] concentration:", json.dumps({k: round(v, 4) if isinstance(v, float) else v

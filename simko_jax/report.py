@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from typing import Mapping, Sequence
 
+from simko_jax import storage
 from simko_jax.eval.tables import results_table
 from simko_jax.metrics import plots
 
@@ -33,7 +33,7 @@ def parse_named_paths(spec: str) -> dict[str, str]:
     if "=" in item:
       name, _, path = item.partition("=")
     else:
-      name, path = os.path.basename(os.path.normpath(item)), item
+      name, path = storage.as_path(item).name, item
     if name in out:
       raise ValueError(f"run name {name!r} given twice")
     out[name] = path
@@ -42,22 +42,22 @@ def parse_named_paths(spec: str) -> dict[str, str]:
 
 def load_run(eval_dir: str) -> dict:
   """results.json of an eval dir, with "concentration" added when concentration.json exists."""
-  path = os.path.join(eval_dir, "results.json")
-  if not os.path.isfile(path):
+  path = storage.join(eval_dir, "results.json")
+  if not storage.isfile(path):
     raise FileNotFoundError(f"{path} not found: is {eval_dir!r} an evaluate output directory?")
   results = _read_json(path)
   if not isinstance(results, dict) or not isinstance(results.get("benchmarks"), dict):
     raise ValueError(f"{path} has no 'benchmarks' table: is {eval_dir!r} an evaluate output directory?")
-  conc = os.path.join(eval_dir, "concentration.json")
-  if os.path.isfile(conc):
+  conc = storage.join(eval_dir, "concentration.json")
+  if storage.isfile(conc):
     results["concentration"] = _read_json(conc)
   return results
 
 
-def _read_json(path: str):
+def _read_json(path) -> object:
+  """JSON of a local path or gs:// URL; ValueError naming the file when it is damaged."""
   try:
-    with open(path) as f:
-      return json.load(f)
+    return json.loads(storage.read_text(path))
   except json.JSONDecodeError as err:
     raise ValueError(f"{path} is damaged ({err}): rerun the evaluation that wrote it (it resumes)") from err
 
@@ -78,15 +78,16 @@ def pass_at_k_curves(runs: Mapping[str, dict]) -> dict[str, dict[str, dict]]:
 def write_report(runs: Mapping[str, dict], out_dir: str, *, ks: Sequence[int] | None = None,
                  train_metrics: Mapping[str, Sequence[dict]] | None = None, title: str = "") -> dict:
   """Write report.md and the figures for loaded runs ({name: results}); returns {artifact: path}."""
-  os.makedirs(out_dir, exist_ok=True)
-  written = {"pass_at_k": plots.plot_pass_at_k(pass_at_k_curves(runs), os.path.join(out_dir, "pass_at_k.png"),
+  storage.makedirs(out_dir)  # a local directory or a gs:// URL
+  at = lambda name: str(storage.join(out_dir, name))
+  written = {"pass_at_k": plots.plot_pass_at_k(pass_at_k_curves(runs), at("pass_at_k.png"),
                                                title=title or "pass@k vs k: " + " vs ".join(runs))}
   conc = {run: res["concentration"] for run, res in runs.items() if res.get("concentration")}
   if conc:
-    written["rank_probs"] = plots.plot_rank_probs(conc, os.path.join(out_dir, "rank_probs.png"))
+    written["rank_probs"] = plots.plot_rank_probs(conc, at("rank_probs.png"))
   if train_metrics:
     written["lambda_steps"] = plots.plot_lambda_over_steps(train_metrics,
-                                                           os.path.join(out_dir, "lambda_steps.png"))
+                                                           at("lambda_steps.png"))
   lines = [f"# {title or 'Evaluation report'}", "", "pass@k / maj@k in %; avg = unweighted mean over "
            "benchmarks; avg6 = the SimKO paper's six benchmarks (without GSM8K).", "",
            results_table(runs, ks), ""]
@@ -100,10 +101,9 @@ def write_report(runs: Mapping[str, dict], out_dir: str, *, ks: Sequence[int] | 
       cells += [f"{c.get(f'lambda_{r}', float('nan')):.2f}" for r in range(1, 4)]
       lines.append(f"| {run} | " + " | ".join(cells) + " |")
     lines.append("")
-  lines += [f"![{name}]({os.path.basename(path)})" for name, path in written.items()]
-  written["report"] = os.path.join(out_dir, "report.md")
-  with open(written["report"], "w") as f:
-    f.write("\n".join(lines) + "\n")
+  lines += [f"![{name}]({storage.as_path(path).name})" for name, path in written.items()]
+  written["report"] = at("report.md")
+  storage.write_atomic(written["report"], "\n".join(lines) + "\n")
   return written
 
 
@@ -124,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
   args = parser.parse_args(argv)
   try:
     return _run(args)
-  except (ValueError, KeyError, OSError) as err:  # json.JSONDecodeError is a ValueError
+  except (ValueError, KeyError, OSError) as err:  # json.JSONDecodeError is a ValueError; StorageError an OSError
     sys.exit(f"error: {type(err).__name__}: {err}" if isinstance(err, KeyError) else f"error: {err}")
 
 
@@ -135,18 +135,14 @@ def _run(args) -> dict:
   metrics = {}
   for name, path in parse_named_paths(args.train_metrics).items():
     metrics[name] = plots.read_metrics_jsonl(
-        os.path.join(path, "metrics.jsonl") if os.path.isdir(path) else path)
+        storage.join(path, "metrics.jsonl") if storage.isdir(path) else path)
   try:
     ks = [int(k) for k in args.ks.split(",") if k.strip()] or None
   except ValueError as err:
     raise ValueError(f"--ks {args.ks!r} is not a comma-separated list of integers") from err
-  try:
-    os.makedirs(args.out, exist_ok=True)
-  except OSError as err:
-    raise OSError(f"cannot write --out {args.out!r} ({err}): choose a writable directory") from err
+  storage.check_writable(args.out, what="--out")
   written = write_report(runs, args.out, ks=ks, train_metrics=metrics or None, title=args.title)
-  with open(written["report"]) as f:
-    print(f.read())
+  print(storage.read_text(written["report"]))
   return written
 
 

@@ -26,9 +26,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 from typing import Any, Iterator
 
+from simko_jax import storage
 from simko_jax.rewards.extract import (gold_from_gsm8k_answer, gold_from_math_solution,
                                        gold_from_olympiad_final_answer)
 
@@ -79,7 +79,7 @@ class _RowError(Exception):
 def check_split(path: str, split: str | None) -> None:
   """Raise EvalSplitError if `split == "train"` and `path` lies under an `eval` directory."""
   if split == "train":
-    parts = os.path.abspath(path).replace("\\", "/").split("/")
+    parts = storage.absolute(path).replace("\\", "/").split("/")
     if "eval" in parts[:-1]:
       raise EvalSplitError(f"{path}: refusing to read a file under an 'eval/' directory for split='train' "
                            "(evaluation sets must never be used for training)")
@@ -87,7 +87,7 @@ def check_split(path: str, split: str | None) -> None:
 
 def detect_format(path: str, first_row: dict[str, Any] | None = None) -> str:
   """Format name from the file name (then from `first_row`'s keys); DataError if undecidable."""
-  name = os.path.basename(path).lower()
+  name = storage.as_path(path).name.lower()
   if name.endswith(".parquet"):
     return "verl"
   for keyword, fmt in (("aime", "problem_answer"), ("minerva", "minerva"), ("olympiad", "olympiadbench"),
@@ -192,7 +192,7 @@ def _row_to_example(row: dict, fmt: str, index: int, data_source: str | None) ->
 
 def _iter_jsonl(path: str) -> Iterator[tuple[int, Any]]:
   """(row number, parsed object or _RowError) per non-blank line."""
-  with open(path, "rb") as f:
+  with storage.as_path(path).open("rb") as f:  # a local file or a gs:// object, streamed
     row = 0
     for raw in f:
       if not raw.strip():
@@ -209,7 +209,8 @@ def _iter_jsonl(path: str) -> Iterator[tuple[int, Any]]:
 def _iter_parquet(path: str) -> Iterator[tuple[int, Any]]:
   import pyarrow.parquet as pq
   try:
-    table = pq.read_table(path)
+    with storage.as_path(path).open("rb") as f:
+      table = pq.read_table(f)
   except Exception as err:  # noqa: BLE001 - arrow raises several types for corrupt files
     raise DataError(f"{path}: cannot read parquet: {err}") from err
   for batch in table.to_batches(max_chunksize=1024):
@@ -236,7 +237,12 @@ def read_examples(path: str, *, split: str | None = None, fmt: str | None = None
   if fmt is not None and fmt not in FORMATS:
     raise ValueError(f"unknown format {fmt!r}; expected one of {FORMATS}")
   check_split(path, split)
-  if not os.path.isfile(path):
+  try:
+    found = storage.isfile(path)
+  except Exception as err:  # noqa: BLE001 - unreachable bucket, no credentials: one line
+    raise DataError(f"{path}: cannot read from bucket {storage.bucket_of(path)} ({type(err).__name__}: "
+                    f"{str(err)[:200]}): check the URL, network and credentials") from err
+  if not found:
     raise DataError(f"{path}: no such file")
   is_parquet = path.lower().endswith(".parquet")
   rows = (enumerate(_iter_parquet(path)) if is_parquet else _iter_jsonl(path))

@@ -18,12 +18,12 @@ problem and stores only the unfinished problems, so no problem is ever stored tw
 from __future__ import annotations
 
 import json
-import os
 import time
 from typing import Any, Callable, Mapping, Sequence
 
 import ml_collections
 
+from simko_jax import storage
 from simko_jax.data.sources import Example, read_examples
 from simko_jax.eval.config import (BENCHMARK_FILES, PAPER_BENCHMARKS, benchmark_names, default_eval_config,
                                    k_values, resolve_data_dir, samples_for, validate_eval_config)
@@ -47,7 +47,7 @@ def load_benchmarks(cfg) -> dict[str, list[Example]]:
   data_dir = resolve_data_dir(cfg.data_dir)
   out = {}
   for name in benchmark_names(cfg.benchmarks):
-    examples, _ = read_examples(os.path.join(data_dir, BENCHMARK_FILES[name]), split="eval",
+    examples, _ = read_examples(str(storage.join(data_dir, BENCHMARK_FILES[name])), split="eval",
                                 limit=cfg.num_problems or None)
     out[name] = examples
   return out
@@ -110,7 +110,7 @@ def evaluate(model: Any, tokenizer: Any, benchmarks=None, eval_cfg=None, out_dir
   out_dir = out_dir or cfg.out_dir
   writer = _is_writer()
   if writer:
-    os.makedirs(out_dir, exist_ok=True)
+    storage.makedirs(out_dir)  # a local directory or a gs:// URL
   problem_sets = _as_benchmarks(benchmarks, cfg)
   batch = _round_batch(cfg.batch_problems, mesh)
   if generate_fn is None:
@@ -128,8 +128,9 @@ def evaluate(model: Any, tokenizer: Any, benchmarks=None, eval_cfg=None, out_dir
       bench_cfg = ml_collections.ConfigDict(cfg.to_dict())
       bench_cfg.num_samples = samples_for(cfg, name)  # the paper's 300 for AIME / AMC, else num_samples
       ks = k_values(bench_cfg.num_samples, cfg.ks)
-      _shared(lambda: _check_sampling_settings(os.path.join(out_dir, name), bench_cfg, batch))
-      store = GenerationStore(os.path.join(out_dir, name)) if writer else None
+      bench_dir = str(storage.join(out_dir, name))
+      _shared(lambda: _check_sampling_settings(bench_dir, bench_cfg, batch))
+      store = GenerationStore(bench_dir) if writer else None
       sampled[name] = _run_benchmark(name, examples, store, generate_fn, pool, bench_cfg, batch, log)
       if writer:
         results[name] = _summarize_benchmark(name, examples, store, ks, cfg, out_dir, log)
@@ -147,7 +148,7 @@ def _summarize_benchmark(name, examples, store, ks, cfg, out_dir, log) -> dict:
   """pass@k / maj@k of one benchmark's stored records; writes `<name>/metrics.json`."""
   records = [store.records[ex.index] for ex in examples]
   metrics = summarize(records, ks, maj_method=cfg.maj_method, seed=cfg.seed)
-  _write_json(os.path.join(out_dir, name, "metrics.json"), metrics)
+  _write_json(storage.join(out_dir, name, "metrics.json"), metrics)
   log(f"[eval] {name}: {len(records)} problems, pass@1 {metrics['pass@k']['1']:.4f}, "
       f"pass@{ks[-1]} {metrics['pass@k'].get(str(ks[-1]), float('nan')):.4f}")
   return metrics
@@ -163,9 +164,8 @@ def _write_results(out_dir, results, cfg, metadata, run_info) -> dict:
       "config": cfg.to_dict(),
       "metadata": dict(metadata or {}),
   }
-  _write_json(os.path.join(out_dir, "results.json"), output)
-  with open(os.path.join(out_dir, "results.md"), "w") as f:
-    f.write(results_table({"run": output}) + "\n")
+  _write_json(storage.join(out_dir, "results.json"), output)
+  storage.write_atomic(storage.join(out_dir, "results.md"), results_table({"run": output}) + "\n")
   return output
 
 
@@ -245,22 +245,18 @@ def _check_sampling_settings(directory: str, cfg, batch: int) -> None:
   (mixing samples drawn under different settings would silently corrupt the metrics)."""
   settings = {f: cfg[f] for f in SAMPLING_FIELDS}
   settings["batch_problems_effective"] = batch  # batch boundaries fix the per-batch seeds
-  path = os.path.join(directory, "sampling.json")
-  if os.path.isfile(path):
-    with open(path) as f:
-      stored = json.load(f)
+  path = storage.join(directory, "sampling.json")
+  if storage.isfile(path):
+    stored = json.loads(storage.read_text(path))
     stored = {**_SAMPLING_DEFAULTS, **stored}
     diff = {k: (stored.get(k), v) for k, v in settings.items() if stored.get(k) != v}
     if diff:
       raise ValueError(f"{directory} holds samples drawn with other settings {{field: (stored, now)}}: "
                        f"{diff}. Use another out_dir, or the stored settings to resume.")
     return
-  os.makedirs(directory, exist_ok=True)
+  storage.makedirs(directory)
   _write_json(path, settings)
 
 
-def _write_json(path: str, obj) -> None:
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(obj, f, indent=2, sort_keys=False)
-  os.replace(tmp, path)
+def _write_json(path, obj) -> None:
+  storage.write_atomic(path, json.dumps(obj, indent=2, sort_keys=False))

@@ -8,6 +8,13 @@ problem is either fully on disk or absent. Invariants:
     the file, so later appends start on a fresh line; complete lines are never rewritten;
   * a problem index appears at most once; if an (impossible by construction) duplicate is found on
     read, the first record wins.
+
+On an object store (`directory` is a `gs://` URL) there is no append and no truncate, so the store is a
+directory of immutable chunk objects instead: `<benchmark>/generations/<seq:06d>.jsonl`, one per
+`append` call, each uploaded whole (GCS makes an object visible only once its upload completed, so a
+crash loses at most the chunk in flight, as locally). On open all chunks are read back in `seq` order;
+a chunk that does not parse completely (cannot happen short of outside damage) is ignored as a whole
+and counted in `num_dropped_partial`, and the next append uses a fresh `seq`.
 """
 
 from __future__ import annotations
@@ -16,6 +23,8 @@ import dataclasses
 import json
 import os
 from typing import Iterable
+
+from simko_jax import storage
 
 
 @dataclasses.dataclass
@@ -45,13 +54,35 @@ class GenerationStore:
   """The generations file of one benchmark; `records` maps problem index -> ProblemRecord."""
 
   FILE_NAME = "generations.jsonl"
+  CHUNK_DIR = "generations"  # remote layout (see module doc)
 
   def __init__(self, directory: str):
-    os.makedirs(directory, exist_ok=True)
-    self.path = os.path.join(directory, self.FILE_NAME)
+    self.remote = storage.is_remote(directory)
+    storage.makedirs(directory)
+    self.path = str(storage.join(directory, self.CHUNK_DIR if self.remote else self.FILE_NAME))
     self.records: dict[int, ProblemRecord] = {}
     self.num_dropped_partial = 0
-    self._load_and_repair()
+    self._next_chunk = 0
+    if self.remote:
+      self._load_chunks()
+    else:
+      self._load_and_repair()
+
+  def _load_chunks(self) -> None:
+    if not storage.isdir(self.path):
+      return
+    for name in storage.listdir(self.path):
+      if not (name.endswith(".jsonl") and name[:-len(".jsonl")].isdigit()):
+        continue
+      self._next_chunk = max(self._next_chunk, int(name[:-len(".jsonl")]) + 1)
+      data = storage.read_bytes(storage.join(self.path, name))
+      try:
+        chunk = [ProblemRecord(**json.loads(line)) for line in data.splitlines() if line.strip()]
+      except (ValueError, TypeError):
+        self.num_dropped_partial += 1
+        continue
+      for record in chunk:
+        self.records.setdefault(record.index, record)
 
   def _load_and_repair(self) -> None:
     if not os.path.exists(self.path):
@@ -84,9 +115,16 @@ class GenerationStore:
     if not new:
       return
     payload = "".join(json.dumps(dataclasses.asdict(r), ensure_ascii=False) + "\n" for r in new)
+    if self.remote:
+      storage.write_atomic(storage.join(self.path, f"{self._next_chunk:06d}.jsonl"), payload)
+      self._next_chunk += 1
+    else:
+      self._append_local(payload)
+    for r in new:
+      self.records[r.index] = r
+
+  def _append_local(self, payload: str) -> None:
     with open(self.path, "a", encoding="utf-8") as f:
       f.write(payload)
       f.flush()
       os.fsync(f.fileno())
-    for r in new:
-      self.records[r.index] = r

@@ -6,9 +6,9 @@ Inputs are plain dicts/lists (no JAX), so this module stays on floor 1 and is sa
 
 from __future__ import annotations
 
+import io
 import json
 import math
-import os
 from typing import Mapping, Sequence
 
 import matplotlib
@@ -17,12 +17,17 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from simko_jax import storage  # noqa: E402
+
 
 def _save(fig, path: str) -> str:
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  """PNG bytes rendered in memory, then one atomic write (a local path or a gs:// URL)."""
+  storage.makedirs(storage.as_path(path).parent)
   fig.tight_layout()
-  fig.savefig(path, dpi=120)
+  buf = io.BytesIO()
+  fig.savefig(buf, dpi=120, format="png")
   plt.close(fig)
+  storage.write_atomic(path, buf.getvalue())
   return path
 
 
@@ -79,7 +84,7 @@ def plot_rank_probs(rank_probs: Mapping[str, Mapping[str, float]], path: str, *,
 def read_metrics_jsonl(path: str) -> list[dict]:
   """The trainer's metrics JSONL: one JSON object per line with "step"; malformed lines are skipped."""
   rows = []
-  with open(path) as f:
+  with storage.as_path(path).open("r") as f:
     for line in f:
       try:
         row = json.loads(line)

@@ -53,8 +53,12 @@ def permute_rope_rows(w: np.ndarray, n_head: int) -> np.ndarray:
 
 
 def open_gguf(path: str):
-  """`gguf.GGUFReader(path)`; `ModelLoadError` naming the file when it is missing, truncated or corrupt."""
+  """`gguf.GGUFReader(path)` (it memory-maps a local file: a gs:// URL is first copied to a local cache);
+  `ModelLoadError` naming the file when it is missing, truncated or corrupt."""
   import gguf
+
+  from simko_jax import storage
+  path = storage.local_copy(path)
   if not os.path.isfile(path):
     raise MissingModelFileError(f"GGUF file {path!r} does not exist")
   try:

@@ -89,14 +89,15 @@ REFETCH = "re-download or re-export the checkpoint (for a Hub id: delete its fol
 
 
 def read_hf_config(path: str) -> dict[str, Any]:
-  """`path/config.json` as a dict; `ModelLoadError` if it is missing, unparsable or incomplete."""
-  cfg_path = os.path.join(path, "config.json")
-  if not os.path.isfile(cfg_path):
+  """`path/config.json` (`path` a local directory or a gs:// URL) as a dict; `ModelLoadError` if it is
+  missing, unparsable or incomplete."""
+  from simko_jax import storage
+  cfg_path = storage.join(path, "config.json")
+  if not storage.isfile(cfg_path):
     raise MissingModelFileError(f"no config.json in HF checkpoint directory {path!r}: it is not a "
                                 f"checkpoint directory, or {REFETCH}")
   try:
-    with open(cfg_path) as f:
-      hf = json.load(f)
+    hf = json.loads(storage.read_text(cfg_path))
   except (ValueError, UnicodeDecodeError) as err:  # JSONDecodeError is a ValueError
     raise ModelLoadError(f"{cfg_path} is not valid JSON ({one_line(err, 120)}): the file is damaged; "
                          f"{REFETCH}") from err
@@ -222,10 +223,18 @@ def save_hf(model: Any, path: str, dtype: Any = None) -> None:
 
   Gathers the whole model to host memory (peak = one full copy of the params). `dtype`: numpy/jnp dtype
   for the saved tensors (default: param dtype). Sharded output, tokenizer files and
-  generation_config.json: `python -m simko_jax.export`.
+  generation_config.json: `python -m simko_jax.export`. `path` may be a `gs://` URL (written to a
+  local temporary directory first, then uploaded).
   """
   from safetensors.numpy import save_file
 
+  from simko_jax import storage
+  if storage.is_remote(path):  # safetensors writes local files: write them locally, then upload
+    import tempfile
+    with tempfile.TemporaryDirectory(prefix="simko_export_") as local:
+      save_hf(model, local, dtype)
+      storage.upload_tree(local, path)
+    return
   os.makedirs(path, exist_ok=True)
   tensors = dict(hf_tensors(model, dtype))
   save_file(tensors, os.path.join(path, "model.safetensors"), metadata={"format": "pt"})

@@ -67,6 +67,9 @@ def load_pretrained(path: str, dtype: Any = None, param_dtype: Any = None, mesh:
   Extra keyword args override `ModelConfig` fields (e.g. remat="full", attention_impl="cudnn").
   """
   import jax.numpy as jnp
+
+  from simko_jax import storage
+  path = storage.local_copy(path)  # gs:// -> a local cache: safetensors / GGUF readers memory-map files
   if not os.path.exists(path):
     raise MissingModelFileError(f"checkpoint path {path!r} does not exist")
   dtype = jnp.float32 if dtype is None else dtype

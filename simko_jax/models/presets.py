@@ -64,6 +64,8 @@ def hf_preset(name: str) -> dict[str, Any]:
 
 
 def preset_for(path: str) -> str | None:
-  """The preset name matching a checkpoint path's / Hub id's last component (minus "@revision"), or None."""
-  name = os.path.basename(os.path.normpath(path)).split("@", 1)[0]
+  """The preset name matching a checkpoint path's / URL's / Hub id's last component (minus "@revision"),
+  or None."""
+  last = os.path.basename(os.path.normpath(path)) if "://" not in path else path.rstrip("/").rsplit("/", 1)[-1]
+  name = last.split("@", 1)[0]
   return name if name in HF_PRESETS else None

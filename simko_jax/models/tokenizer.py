@@ -91,7 +91,9 @@ class Tokenizer:
   # ------------------------------------------------------------------ loaders
   @classmethod
   def load(cls, path: str) -> "Tokenizer":
-    """From a HF tokenizer dir, a `.gguf` file, or a SentencePiece `.model` file."""
+    """From a HF tokenizer dir, a `.gguf` file, or a SentencePiece `.model` file (local or gs://)."""
+    from simko_jax import storage
+    path = storage.local_copy(path)
     if os.path.isdir(path):
       return cls.from_hf_dir(path)
     if path.endswith(".gguf"):

@@ -7,8 +7,10 @@ Layout of `<out_dir>/checkpoints/<step>/` (one Orbax `CheckpointManager` step, C
   meta     JsonSave      {"step", "config" (the run's ConfigDict), "model_config" (HF-style dict),
                           "tokenizer" (where the tokenizer comes from)}
 
-Orbax writes each step into a temporary directory and renames it when complete, so a process killed
-mid-save leaves no step that `latest_step()` would return. If the newest complete step still cannot be
+Orbax writes each step into a temporary directory and renames it when complete (in a gs:// bucket,
+which has no rename: into `<step>/`, committed by a final `commit_success.txt`), so a process killed
+mid-save leaves no step that `latest_step()` would return. The directory may be local or gs://
+(`simko_jax.storage`). If the newest complete step still cannot be
 read (a corrupted file), `restore` falls back to the previous one, says so, and renames the unreadable
 newer steps to `<step>.unreadable` (kept for inspection) so the resumed run can write those steps again.
 A checkpoint written for a different model shape is refused before any array is read. Any failure of a
@@ -21,12 +23,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 from typing import Any
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+
+from simko_jax import storage
 
 log = logging.getLogger(__name__)
 
@@ -44,16 +47,15 @@ class RunCheckpointer:
   """Saves and restores a training run under `<out_dir>/checkpoints` (see module doc)."""
 
   def __init__(self, directory: str, *, keep: int = 3, every: int = 10, async_save: bool = True):
-    self.directory = os.path.abspath(directory)
+    self.directory = storage.absolute(directory)  # a local path or a gs:// URL, as a string
     try:
-      os.makedirs(self.directory, exist_ok=True)
       # One probe per process: hosts sharing the directory must not delete each other's probe.
-      probe = os.path.join(self.directory, f".write_probe.{jax.process_index()}.{os.getpid()}")
-      with open(probe, "w") as f:
-        f.write("ok")
-      os.remove(probe)
-    except OSError as err:
-      raise CheckpointError(f"checkpoint directory {self.directory!r} is not writable: {err}") from err
+      storage.check_writable(self.directory, what="checkpoint directory")
+    except storage.StorageError as err:
+      if storage.is_remote(self.directory):  # names the bucket and the fix
+        raise CheckpointError(str(err)) from err
+      raise CheckpointError(f"checkpoint directory {self.directory!r} is not writable: "
+                            f"{err.__cause__}") from err
     options = ocp.CheckpointManagerOptions(
         max_to_keep=keep, save_interval_steps=every, enable_async_checkpointing=async_save,
         create=True)
@@ -63,8 +65,8 @@ class RunCheckpointer:
 
   def check_free_space(self, nbytes: int) -> None:
     """Refuses to start when the disk cannot hold one more checkpoint of about `nbytes` bytes."""
-    free = shutil.disk_usage(self.directory).free
-    if free < nbytes:
+    free = storage.free_bytes(self.directory)  # None on a bucket: no local disk to fill
+    if free is not None and free < nbytes:
       raise CheckpointError(
           f"checkpoint directory {self.directory!r} has {free / 2**20:.1f} MiB free but one checkpoint "
           f"needs about {nbytes / 2**20:.1f} MiB: free disk space or set config.out_dir elsewhere")
@@ -141,7 +143,7 @@ class RunCheckpointer:
         log.warning("checkpoint step %s in %s is unreadable (%s); trying an older one", s,
                     self.directory, err)
         continue
-      _check_model(meta, model_config, os.path.join(self.directory, str(s)))
+      _check_model(meta, model_config, str(storage.join(self.directory, str(s))))
       try:
         restored = self.manager.restore(s, args=ocp.args.Composite(
             params=ocp.args.StandardRestore(abstract_params),
@@ -165,11 +167,11 @@ class RunCheckpointer:
     """Renames unreadable steps to `<step>.unreadable`, so that the resumed run can save them again."""
     if jax.process_index() == 0:
       for s in steps:
-        src = os.path.join(self.directory, str(s))
+        src = str(storage.join(self.directory, str(s)))
         dst = f"{src}.unreadable"
-        if os.path.exists(dst):
+        if storage.exists(dst):
           dst = f"{dst}.{os.getpid()}"
-        os.rename(src, dst)
+        storage.rename(src, dst)
         log.warning("moved unreadable checkpoint step %s to %s", s, dst)
     if jax.process_count() > 1:
       ocp.multihost.sync_global_processes("simko_set_aside_unreadable_steps")
@@ -190,20 +192,22 @@ def _check_model(meta: dict, model_config: dict | None, where: str) -> None:
 
 def read_meta(directory: str, step: int | None = None) -> tuple[int, dict]:
   """(step, meta dict) of a checkpoint directory without touching the arrays."""
-  directory = os.path.abspath(directory)
-  if not os.path.isdir(directory):
+  directory = storage.absolute(directory)
+  try:
+    found = storage.isdir(directory)
+  except Exception as err:  # noqa: BLE001 - an unreachable bucket: one line, not a gcsfs traceback
+    raise CheckpointError(storage.describe_failure(directory, err, "checkpoint directory")) from err
+  if not found:
     raise CheckpointError(f"checkpoint directory {directory!r} does not exist")
   manager = ocp.CheckpointManager(directory)
   step = manager.latest_step() if step is None else step
   if step is None:
     raise CheckpointError(f"no complete checkpoint in {directory!r}")
-  path = os.path.join(directory, str(step), "meta", "metadata")
-  if not os.path.exists(path):
-    candidates = [os.path.join(directory, str(step), "meta", f) for f in
-                  os.listdir(os.path.join(directory, str(step), "meta"))]
-    path = next((c for c in candidates if os.path.isfile(c)), path)
-  with open(path) as f:
-    return step, json.load(f)
+  meta_dir = storage.join(directory, str(step), "meta")
+  path = meta_dir / "metadata"
+  if not path.exists():
+    path = next((c for c in sorted(meta_dir.iterdir()) if not c.is_dir()), path)
+  return step, json.loads(path.read_text())
 
 
 def load_policy(path: str, step: int | None = None, dtype: Any = None, mesh=None):

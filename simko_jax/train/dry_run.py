@@ -78,7 +78,8 @@ def model_config(model_cfg, *, attention_impl: str | None = None):
     return PRESETS[model_cfg.random_preset](**over)
   if preset_for(ckpt):
     return ModelConfig.from_hf_config(hf_preset(preset_for(ckpt)), **over)
-  if os.path.isfile(os.path.join(ckpt, "config.json")):
+  from simko_jax import storage
+  if storage.isfile(storage.join(ckpt, "config.json")):  # a local dir or a gs:// URL
     from simko_jax.models.hf_io import read_hf_config
     return ModelConfig.from_hf_config(read_hf_config(ckpt), **over)
   hub_id = hub.parse_hub_id(ckpt)

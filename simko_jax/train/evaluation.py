@@ -9,10 +9,10 @@ worker processes).
 from __future__ import annotations
 
 import json
-import os
 
 import jax
 
+from simko_jax import storage
 from simko_jax.evaluate import evaluate
 
 
@@ -32,7 +32,7 @@ def evaluate_run(run, tag: str, logger) -> dict:
   """Evaluates `run.params` on `run.eval_examples`; returns the task's summary dict."""
   if not run.eval_examples:
     return {}
-  out_dir = os.path.join(run.cfg.out_dir, f"eval_{tag}")
+  out_dir = str(storage.join(run.cfg.out_dir, f"eval_{tag}"))
   results = evaluate(run.params, run.tokenizer, {"task": run.eval_examples},
                      eval_overrides(run.cfg), out_dir, sampler=run.sampler,
                      mesh=run.mesh if run.mesh.size > 1 else None, pool=run.pool,
@@ -41,8 +41,8 @@ def evaluate_run(run, tag: str, logger) -> dict:
   summary = {"tag": tag, "step": run.step, "num_problems": len(run.eval_examples),
              "num_samples": run.cfg.eval.num_samples, **task}
   if jax.process_index() == 0:
-    with open(os.path.join(run.cfg.out_dir, f"eval_{tag}.json"), "w") as f:
-      json.dump(summary, f, indent=1)
+    storage.write_atomic(storage.join(run.cfg.out_dir, f"eval_{tag}.json"),
+                         json.dumps(summary, indent=1))
   shown = ", ".join(f"pass@{k} {v:.3f}" for k, v in task["pass@k"].items())
   logger.event(f"eval {tag} (step {run.step}, {len(run.eval_examples)} problems x "
                f"{run.cfg.eval.num_samples}): {shown}")

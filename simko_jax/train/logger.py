@@ -2,16 +2,22 @@
 
 Only process 0 writes (multi-host runs log once). The JSONL file is appended line by line and flushed,
 so a killed run keeps every finished step; a resumed run appends after the last step it restored.
+`out_dir` may be a `gs://` URL: the logs go through `storage.AppendFile` (whole-object rewrites there),
+and TensorBoard events are written to a local directory and copied to `<out_dir>/tensorboard` after
+every flush (tensorboardX cannot write to gs:// without TensorFlow; see docs/storage.md).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
 from typing import Any
 
 import jax
+
+from simko_jax import storage
 
 CONSOLE_KEYS = ("reward_mean", "accuracy", "response_length", "entropy", "lambda_1", "loss")
 
@@ -21,15 +27,22 @@ class MetricsLogger:
 
   def __init__(self, out_dir: str, total_steps: int, start_step: int = 0, tensorboard: bool = True):
     self.enabled = jax.process_index() == 0
-    self.path = os.path.join(out_dir, "metrics.jsonl")
+    self.path = str(storage.join(out_dir, "metrics.jsonl"))
     self._writer = None
     self._bar = None
     if not self.enabled:
       return
-    os.makedirs(out_dir, exist_ok=True)
+    storage.makedirs(out_dir)
+    self._metrics = storage.AppendFile(self.path)
+    self._events = storage.AppendFile(storage.join(out_dir, "events.log"))
+    self._tb_sync = None
     if tensorboard:
       SummaryWriter = _import_summary_writer()
-      self._writer = SummaryWriter(os.path.join(out_dir, "tensorboard"))
+      tb_dir = str(storage.join(out_dir, "tensorboard"))
+      if storage.is_remote(tb_dir):
+        self._tb_sync = _TensorBoardSync(tb_dir)
+        tb_dir = self._tb_sync.local_dir
+      self._writer = SummaryWriter(tb_dir)
     from tqdm import tqdm
     self._bar = tqdm(total=total_steps, initial=start_step, desc="RL steps", dynamic_ncols=True)
     self._start = time.time()
@@ -39,14 +52,14 @@ class MetricsLogger:
       return
     record = {"step": int(step), "time": round(time.time() - self._start, 3)}
     record.update({k: _plain(v) for k, v in metrics.items()})
-    with open(self.path, "a") as f:
-      f.write(json.dumps(record) + "\n")
-      f.flush()
+    self._metrics.append(json.dumps(record) + "\n")
     if self._writer is not None:
       for key, value in record.items():
         if isinstance(value, (int, float)) and key != "step":
           self._writer.add_scalar(key, value, step)
       self._writer.flush()
+      if self._tb_sync is not None:
+        self._tb_sync.push()
     self._bar.set_postfix({k: f"{record[k]:.3g}" for k in CONSOLE_KEYS if k in record})
     self._bar.update(1)
 
@@ -56,14 +69,42 @@ class MetricsLogger:
       return
     line = f"[{time.strftime('%Y-%m-%d %H:%M:%S')}] {message}"
     (self._bar.write if self._bar else print)(line)
-    with open(os.path.join(os.path.dirname(self.path), "events.log"), "a") as f:
-      f.write(line + "\n")
+    self._events.append(line + "\n")
 
   def close(self) -> None:
     if self._bar is not None:
       self._bar.close()
     if self._writer is not None:
       self._writer.close()
+      if self._tb_sync is not None:
+        self._tb_sync.push()
+        self._tb_sync.cleanup()
+
+
+class _TensorBoardSync:
+  """Local event files mirrored to a remote `tensorboard/` dir: each file is uploaded when it grew.
+
+  tensorboardX writes gs:// only through TensorFlow's gfile (not a dependency here), so the writer logs
+  to a local temporary directory and `push()` copies changed event files up as whole objects.
+  """
+
+  def __init__(self, remote_dir: str):
+    self.remote_dir = remote_dir
+    self._tmp = tempfile.TemporaryDirectory(prefix="simko_tb_")
+    self.local_dir = self._tmp.name
+    self._sizes: dict[str, int] = {}
+
+  def push(self) -> None:
+    for name in sorted(os.listdir(self.local_dir)):
+      local = os.path.join(self.local_dir, name)
+      size = os.path.getsize(local)
+      if os.path.isfile(local) and self._sizes.get(name) != size:
+        with open(local, "rb") as f:
+          storage.write_atomic(storage.join(self.remote_dir, name), f.read())
+        self._sizes[name] = size
+
+  def cleanup(self) -> None:
+    self._tmp.cleanup()
 
 
 def _plain(value: Any) -> Any:

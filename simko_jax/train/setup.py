@@ -5,13 +5,13 @@ the jitted train step and log-prob forward, the optimizer, and the checkpointer 
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import Any
 
 import jax
 import numpy as np
 from flax import nnx
 
+from simko_jax import storage
 from simko_jax.config import ConfigError, validate
 from simko_jax.data.pipeline import PipelineConfig, PromptPipeline
 from simko_jax.data.prompts import format_from_train_config
@@ -98,11 +98,12 @@ def build_run(cfg) -> Run:
   mesh = build_mesh(cfg.train)
   _check_divisibility(cfg, mesh)
   examples = tasks.train_examples(cfg.data, cfg.seed)  # bad data fails before the model is loaded
+  # A local dir or a gs:// URL; unreachable / missing / read-only buckets fail here, before the model.
   try:
-    os.makedirs(cfg.out_dir, exist_ok=True)
-  except OSError as err:
-    raise CheckpointError(f"config.out_dir = {cfg.out_dir!r} cannot be created: {err}") from err
-  checkpointer = RunCheckpointer(os.path.join(cfg.out_dir, "checkpoints"), keep=cfg.checkpoint.keep,
+    storage.check_writable(cfg.out_dir)
+  except storage.StorageError as err:
+    raise CheckpointError(str(err)) from err
+  checkpointer = RunCheckpointer(str(storage.join(cfg.out_dir, "checkpoints")), keep=cfg.checkpoint.keep,
                                  every=cfg.checkpoint.every, async_save=cfg.checkpoint.async_save)
   with jax.set_mesh(mesh):
     model, tokenizer, tokenizer_source = load_model_and_tokenizer(cfg.model, cfg.seed, mesh)

@@ -24,6 +24,8 @@ import time
 
 import numpy as np
 
+from simko_jax import storage
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 STEPS = 6
 PHASES = ("sample", "update", "save")
@@ -81,14 +83,23 @@ def run(out_dir, steps=STEPS, *, timeout=300, **kw) -> tuple[int, str]:
   return proc.returncode, output(proc)
 
 
+# out_dir: a local path or a gs:// URL (tests/faults/test_gcs_run.py), hence `storage` paths below.
+# Orbax commits a step locally by renaming `<step>.orbax-checkpoint-tmp-*` to `<step>`; on GCS (no
+# rename) it writes `<step>/` in place and marks it complete with `<step>/commit_success.txt`.
+def _committed(step_dir) -> bool:
+  return not storage.is_remote(step_dir) or (step_dir / "commit_success.txt").exists()
+
+
 def complete_steps(out_dir) -> list[int]:
-  ckpt = pathlib.Path(out_dir) / "checkpoints"
-  return sorted(int(p.name) for p in ckpt.iterdir() if p.name.isdigit()) if ckpt.is_dir() else []
+  ckpt = storage.join(out_dir, "checkpoints")
+  return sorted(int(p.name) for p in ckpt.iterdir() if p.name.isdigit() and _committed(p)) \
+      if ckpt.is_dir() else []
 
 
 def partial_saves(out_dir) -> list[str]:
-  ckpt = pathlib.Path(out_dir) / "checkpoints"
-  return sorted(p.name for p in ckpt.iterdir() if "tmp" in p.name) if ckpt.is_dir() else []
+  ckpt = storage.join(out_dir, "checkpoints")
+  return sorted(p.name for p in ckpt.iterdir()
+                if "tmp" in p.name or (p.name.isdigit() and not _committed(p))) if ckpt.is_dir() else []
 
 
 def resumed_from(text: str) -> int | None:
@@ -99,7 +110,7 @@ def resumed_from(text: str) -> int | None:
 def data_order(out_dir) -> dict[int, list[int]]:
   """{step: example ids}; asserts that every redo of a step consumed the same ids as the first try."""
   order: dict[int, list[int]] = {}
-  for line in (pathlib.Path(out_dir) / "data_order.jsonl").read_text().splitlines():
+  for line in storage.join(out_dir, "data_order.jsonl").read_text().splitlines():
     record = json.loads(line)
     first = order.setdefault(record["step"], record["example_ids"])
     assert first == record["example_ids"], f"step {record['step']} redone on other data: {record}"
@@ -111,11 +122,11 @@ def checkpoint_state(out_dir, step: int) -> dict:
   Arrays are read onto one local device, so checkpoints written by several processes load too."""
   import jax
   import orbax.checkpoint as ocp
-  directory = os.path.abspath(os.path.join(out_dir, "checkpoints"))
+  directory = storage.absolute(storage.join(out_dir, "checkpoints"))
   one_device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   target = lambda item: ocp.args.StandardRestore(jax.tree.map(
       lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=one_device),
-      ocp.StandardCheckpointer().metadata(os.path.join(directory, str(step), item)).item_metadata))
+      ocp.StandardCheckpointer().metadata(storage.join(directory, str(step), item)).item_metadata))
   manager = ocp.CheckpointManager(directory)
   restored = manager.restore(step, args=ocp.args.Composite(
       params=target("params"), train=target("train"),
@@ -155,7 +166,7 @@ def wait_for_step(out_dir, proc, step: int, timeout=240.0) -> bool:
 
 
 def kill_trial(seed: int, out_dir, reference_dir, *, cache_dir=None, max_kills=3, steps=STEPS,
-               modes=PHASES + ("time",), max_delay_s=12.0, plan=None) -> dict:
+               modes=PHASES + ("time",), max_delay_s=12.0, plan=None, log_dir=None) -> dict:
   """Kills a run with SIGKILL at seeded random points until it finishes; checks every resume.
 
   Each launch draws a mode: a phase of `PHASES` at a random step after the last complete checkpoint
@@ -164,7 +175,8 @@ def kill_trial(seed: int, out_dir, reference_dir, *, cache_dir=None, max_kills=3
   of (phase, step), replaces the draws (a step not after the last complete checkpoint is moved just
   after it). After a kill the last complete checkpoint is read off the directory; the next launch must
   resume from exactly it (or start fresh when there is none). Returns a report of the kills; asserts
-  the final run equals the uninterrupted reference run.
+  the final run equals the uninterrupted reference run. `log_dir`: where launch logs go (default: next
+  to `out_dir`, which must then be local).
   """
   rng = np.random.default_rng(seed)
   kills, launch_no = [], 0
@@ -184,7 +196,8 @@ def kill_trial(seed: int, out_dir, reference_dir, *, cache_dir=None, max_kills=3
         kill = (mode, max(at, (expected or 0) + 1))
     fault = f"{kill[0]}:{kill[1]}" if kill and kill[0] != "time" else None
     proc = launch(out_dir, steps, fault=fault, cache_dir=cache_dir,
-                  log_path=f"{out_dir}.launch{launch_no}.log")
+                  log_path=os.path.join(log_dir, f"launch{launch_no}.log") if log_dir else
+                  f"{out_dir}.launch{launch_no}.log")
     if kill and kill[0] == "time":
       try:
         proc.wait(timeout=kill[1])

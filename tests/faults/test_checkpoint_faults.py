@@ -152,7 +152,7 @@ def test_disk_full_at_save_is_reported_and_previous_checkpoint_stays(tmp_path, m
 def test_not_enough_free_space_is_refused_at_start(tmp_path, monkeypatch):
   ckpt = RunCheckpointer(str(tmp_path), keep=5, every=1)
   ckpt.check_free_space(1024)
-  monkeypatch.setattr(ckpt_lib.shutil, "disk_usage", lambda _: shutil._ntuple_diskusage(1, 1, 100))
+  monkeypatch.setattr(ckpt_lib.storage.shutil, "disk_usage", lambda _: shutil._ntuple_diskusage(1, 1, 100))
   with pytest.raises(CheckpointError, match=r"0.0 MiB free but one checkpoint needs about 1.0 MiB"):
     ckpt.check_free_space(2**20)
   ckpt.close()
