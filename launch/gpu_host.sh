@@ -13,7 +13,8 @@
 # runs/<config name>), RUN_NAME (default the config name), RUN_DIR (the log / pid files, default
 # ~/simko_runs/<RUN_NAME>), PYTHON (default .venv/bin/python; install once with
 # `bash scripts/ensure_env.sh runtime && .venv/bin/pip install 'jax[cuda12]==0.10.2'`), STOP_TIMEOUT
-# (seconds `stop` waits, default 900). See launch/README.md.
+# (seconds `stop` waits, default 900), HF_TOKEN (gated Hub models), HF_HUB_OFFLINE=1 (use only the local
+# Hub cache; default: Hub ids are downloaded). See launch/README.md.
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -30,7 +31,7 @@ main() {
   cd "${REPO_ROOT}"
   case "${cmd}" in
     start)
-      "${DETACH[@]}" start "${RUN_DIR}" -- env HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-1}" "${PYTHON}" \
+      "${DETACH[@]}" start "${RUN_DIR}" -- env HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-0}" "${PYTHON}" \
         -m simko_jax.main --config "${CONFIG}" --config.out_dir="${OUT_DIR}" "$@"
       ;;
     status) "${DETACH[@]}" status "${RUN_DIR}" "${OUT_DIR}/metrics.jsonl" ;;

@@ -35,7 +35,7 @@ def test_start_status_logs_stop_resume_a_tiny_run(tmp_path):
   out_dir, run_dir = tmp_path / "out", tmp_path / "run"
   env = dict(os.environ, CONFIG="configs/tiny_random.py", OUT_DIR=str(out_dir), RUN_DIR=str(run_dir),
              PYTHON=sys.executable, JAX_PLATFORMS="cpu", XLA_FLAGS="", PYTHONPATH=str(ROOT),
-             STOP_TIMEOUT="300")
+             STOP_TIMEOUT="300", HF_HUB_OFFLINE="1")  # tests never reach the Hub
   env.pop("SIMKO_FAULT_AT", None)
   rc, text = host(env, "start", f"--config.train.steps={STEPS}", "--config.checkpoint.every=1",
                   "--config.eval.enabled=False", "--config.algo.advantage=signed")
