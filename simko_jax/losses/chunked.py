@@ -33,9 +33,10 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import PartitionSpec as P
 
 from simko_jax.losses.token_stats import TokenStats, token_stats_from_logits
-from simko_jax.parallel import constrain
+from simko_jax.parallel import logical_to_spec
 
 
 @jax.custom_vjp
@@ -127,23 +128,49 @@ def token_stats_from_hidden(
   d_model = hidden.shape[-1]
   # Rows x tokens: [T, D] is one row; [N, T, D] and deeper keep their last axis as the token axis.
   rows = 1 if hidden.ndim == 2 else int(np.prod(lead_shape[:-1]))
-  length = lead_shape[-1]
+  h_NxTxD = hidden.reshape(rows, lead_shape[-1], d_model)
+  y_NxT = targets.reshape(rows, lead_shape[-1]).astype(jnp.int32)
+  stats_fn = functools.partial(_chunked_stats, chunk_size=chunk_size, num_candidates=num_candidates,
+                               temperature=temperature, entropy_grad=entropy_grad)
+  row_axes = _row_mesh_axes(rows)
+  if row_axes:
+    # Per device: its own rows, the whole unembedding (gathered once), dW summed over chunks locally
+    # and reduced over the row axes once (the transpose of the replicated in_spec). Other mesh axes
+    # ("tensor" on the vocabulary) stay with the compiler.
+    rows_spec = P(row_axes)
+    local_fn = stats_fn
+    # pcast to "varying": each device's dW is its own rows' partial sum (the custom VJP of
+    # `lm_head_logits` returns it as such); the transpose of this cast is the one psum.
+    stats_fn = jax.shard_map(
+        lambda h, w, y: local_fn(h, jax.lax.pcast(w, row_axes, to="varying"), y),
+        in_specs=(rows_spec, P(), rows_spec), out_specs=rows_spec, axis_names=frozenset(row_axes))
+  stats = stats_fn(h_NxTxD, unembedding, y_NxT)
+  return TokenStats(*(x.reshape(lead_shape + x.shape[2:]) for x in stats))
+
+
+def _row_mesh_axes(rows: int) -> tuple[str, ...]:
+  """Mesh axes the rows ("batch") are split over under the mesh set by `jax.set_mesh` (() if none)."""
+  mesh = jax.sharding.get_abstract_mesh()
+  if mesh is None or mesh.empty or mesh.size == 1:
+    return ()
+  axes = logical_to_spec(("batch",), mesh, shape=(rows,))[0]
+  return () if axes is None else ((axes,) if isinstance(axes, str) else tuple(axes))
+
+
+def _chunked_stats(h_NxTxD, w_DxV, y_NxT, *, chunk_size, num_candidates, temperature, entropy_grad):
+  """TokenStats [N, T, ...] of (h @ w) in chunks of about `chunk_size` tokens (see `to_chunks`)."""
+  rows, length, d_model = h_NxTxD.shape
   layout = chunk_layout(rows, length, chunk_size)
-  h_CxNxSxD = to_chunks(hidden.reshape(rows, length, d_model), layout)
-  y_CxNxS = to_chunks(targets.reshape(rows, length).astype(jnp.int32), layout)
-  # Each chunk keeps the rows' (batch) sharding, so the scan over chunks never moves tokens between
-  # devices; pinning it here stops XLA from re-laying the stacked chunks out per chunk.
-  h_CxNxSxD = constrain(h_CxNxSxD, (None, "batch", "length", "embed"))
-  y_CxNxS = constrain(y_CxNxS, (None, "batch", "length"))
 
   @functools.partial(jax.checkpoint, prevent_cse=False)
   def one_chunk(h_NxSxD, y_NxS):
     n, s = y_NxS.shape
-    logits = lm_head_logits(h_NxSxD.reshape(n * s, d_model), unembedding)
+    logits = lm_head_logits(h_NxSxD.reshape(n * s, d_model), w_DxV)
     stats = token_stats_from_logits(
         logits, y_NxS.reshape(n * s), num_candidates=num_candidates, temperature=temperature,
         entropy_grad=entropy_grad)
     return jax.tree.map(lambda x: x.reshape((n, s) + x.shape[1:]), stats)
 
-  stats = jax.lax.map(lambda args: one_chunk(*args), (h_CxNxSxD, y_CxNxS))
-  return TokenStats(*(from_chunks(x, layout).reshape(lead_shape + x.shape[3:]) for x in stats))
+  stats = jax.lax.map(lambda args: one_chunk(*args),
+                      (to_chunks(h_NxTxD, layout), to_chunks(y_NxT, layout)))
+  return TokenStats(*(from_chunks(x, layout) for x in stats))

@@ -81,3 +81,33 @@ def test_cli_dry_run_prints_table(config, devices, fits, extra):
     assert row in stdout, row
   assert ("fits: yes" in stdout) == fits
   assert ("WARNING" in stdout) == (not fits)
+
+
+def small_mesh_config(data, fsdp):
+  """tiny_random on 8 fake devices with the pod targets' mesh structure (data x fsdp), 2 micro-batches."""
+  cfg = load("tiny_random")
+  cfg.target.num_devices = 8
+  cfg.train.mesh_data, cfg.train.mesh_fsdp = data, fsdp
+  cfg.rollout.prompts_per_step = cfg.algo.mini_batch_prompts = 4
+  cfg.algo.micro_batch_size = 8
+  return cfg
+
+
+@pytest.mark.parametrize("data,fsdp", [(2, 4), (1, 8)])
+def test_small_pod_mesh_compiles_without_involuntary_remat(data, fsdp):
+  from simko_jax.train import dry_run
+  rep = dry_run.analyze(small_mesh_config(data, fsdp))
+  assert rep["mesh"] == (("data", data), ("fsdp", fsdp), ("tensor", 1)) and rep["micro_batches"] == 2
+  assert rep["spmd_remats"] == []
+
+
+def test_dry_run_fails_on_the_old_embedding_layout(capsys):
+  """Gathering the embedding straight into the ("data", "fsdp") row layout (the layout before the
+  `lookup_batch` rule) makes XLA replicate the lookup's f32 gradient: the dry run must say so and fail."""
+  from simko_jax.parallel import DEFAULT_RULES, use_rules
+  from simko_jax.train import dry_run
+  old = tuple((k, ("data", "fsdp")) if k == "lookup_batch" else (k, v) for k, v in DEFAULT_RULES)
+  with use_rules(old), pytest.raises(dry_run.ShardingPlanError, match=r"replicate 1 tensor.*f32\[1,"):
+    dry_run.main(small_mesh_config(2, 4))
+  out = capsys.readouterr().out
+  assert "FAILED sharding plan: XLA replicates f32[1," in out and "from {devices=[8,1,1]<=[8]} to" in out
