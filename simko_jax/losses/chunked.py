@@ -8,13 +8,15 @@ saved (h chunk, W) and dropped again, so peak memory holds one [chunk_size, voca
 gradient) instead of [tokens, vocab]. Gradients w.r.t. both `hidden` and `unembedding` flow through the
 returned `logp`, `topk_logp` (and `entropy` if requested).
 
-Chunk layout (`to_chunks`): hidden [N rows, T tokens, D] is cut along the token axis only, chunk c being
-tokens [c*S, (c+1)*S) of *every* row, so a chunk has the rows axis whole. Rows are what the trainer
-shards over devices ("batch" -> data x fsdp), so each device computes its own rows' slice of every
-chunk and the chunk scan needs no resharding. (Cutting the flattened N*T tokens instead split chunks
-across row shards: on a data=4 x fsdp=16 mesh XLA fell back to replicating the chunks, every
-micro-batch; see launch/README.md, "dry run".) A chunk holds `chunk_size` tokens of the global batch,
-i.e. about chunk_size / (data x fsdp) per device.
+Sharding: under a mesh (`jax.set_mesh`) whose "batch" axes (data x fsdp) split the rows, the whole
+computation runs per device under `jax.shard_map` over those axes: each device takes its own rows, the
+unembedding is gathered once (it is usually split over fsdp), the chunk scan runs locally (top_k
+included: XLA:CPU's partitioner all-gathers a row-sharded top_k), and the unembedding's gradient is
+summed over the chunks locally and reduced over devices once. `chunk_size` therefore counts one
+device's tokens. (Cutting the flattened global tokens into chunks instead split chunks across row
+shards: XLA replicated them, or all-reduced [chunk, V] logits / [D, V] gradients per chunk.)
+Chunk layout (`to_chunks`): [N rows, T tokens, D] is cut along the token axis only, chunk c being
+tokens [c*S, (c+1)*S) of every row.
 
 Precision, as in mixed-precision trainers: the LM-head matmul runs in `hidden`'s dtype (the
 unembedding is cast to it per chunk) and accumulates in float32, and so do its two backward matmuls
@@ -27,7 +29,6 @@ in the unembedding's own dtype (float32 for float32 master weights).
 from __future__ import annotations
 
 import functools
-
 from typing import NamedTuple
 
 import jax
@@ -118,8 +119,8 @@ def token_stats_from_hidden(
       is summed over the chunks in float32).
     targets: [...] int token ids, same leading shape as `hidden`.
     num_candidates, temperature, entropy_grad: as in `token_stats_from_logits`.
-    chunk_size: about this many tokens per chunk, all rows together (static; see `chunk_layout`).
-      Padding tokens added to fill the last chunk are dropped.
+    chunk_size: about this many tokens per chunk, all of one device's rows together (static; see
+      `chunk_layout`). Padding tokens added to fill the last chunk are dropped.
 
   Returns:
     `TokenStats` with leading shape `...`; equal (to float rounding) to the unchunked computation.

@@ -14,6 +14,10 @@ Nothing is allocated and no checkpoint is read. Method (decided for CPU-only mac
     analytic numbers. XLA:CPU is not the target compiler (fusion, bf16 handling and layouts differ), and
     cuDNN attention cannot be compiled on a CPU, so the compiled program uses XLA attention, which
     materialises [rows, heads, L, L] scores: treat the compiled temp size as an upper-bound sanity check.
+  * the sharding plan is checked while compiling (`parallel.spmd_check`): every tensor XLA reports as an
+    "[SPMD] Involuntary full rematerialization" (re-sharded only by replicating it on every device, every
+    use) gets a "FAILED sharding plan" line naming its per-device shape and the two HLO shardings, and
+    `main` raises `ShardingPlanError` (the CLI prints one "error:" line and exits 1), so CI catches it.
 
 Per-device quantities (bytes, "/shard" = divided by the product of the mesh axes the dimension is split
 over, exactly as the array's `NamedSharding.shard_shape` gives):

@@ -62,11 +62,14 @@ def run_cli(config, *extra, timeout=280):
                         "--dry_run", *extra], cwd=ROOT, env=env, capture_output=True, text=True,
                        timeout=timeout)
   assert out.returncode == 0, out.stderr[-3000:]
+  # The sharding plan check: no tensor re-sharded by replicating it (see `parallel.spmd_check`).
+  assert "Involuntary full rematerialization" not in out.stderr, out.stderr[-3000:]
   return out.stdout, time.time() - start
 
 
 @pytest.mark.parametrize("config,devices,fits,extra", [
-    ("qwen25_math7b_tpu_v5p_128", 64, True, ()),
+    ("qwen25_math7b_tpu_v5p_128", 64, True, ()),    # TPU pod mesh data=4 x fsdp=16
+    ("llama32_3b_h100x16_slurm", 16, True, ()),     # GPU mesh data=2 x fsdp=8, two processes
     ("qwen25_math7b_h100x8", 8, True, ()),   # fits: the rollout is sampled in 64-prompt chunks
     # all 1024 x 8 responses in one sampler call: ~240 GB of KV cache per H100, which must warn
     ("qwen25_math7b_h100x8", 8, False, ("--config.rollout.sample_chunk_prompts=0",)),
@@ -75,7 +78,8 @@ def test_cli_dry_run_prints_table(config, devices, fits, extra):
   stdout, seconds = run_cli(config, *extra)
   print(stdout)
   assert seconds < 300
-  assert f"on {devices} x" in stdout and "7.616B params" in stdout
+  assert f"on {devices} x" in stdout
+  assert ("3.213B params" if "llama" in config else "7.616B params") in stdout
   for row in ("parameters", "optimizer state", "activations", "logits chunk", "sampler KV cache",
               "temporaries", "per update, analytic 6*N*tokens", "XLA cost_analysis"):
     assert row in stdout, row
