@@ -121,7 +121,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.algo.ppo_epochs = 1
   c.algo.mini_batch_prompts = 4    # prompts per optimizer step (divides rollout.prompts_per_step)
   c.algo.micro_batch_size = 8      # responses per gradient-accumulation micro-batch
-  c.algo.loss_chunk_size = 512     # tokens per chunk in the fused LM-head + loss
+  c.algo.loss_chunk_size = 512     # tokens per chunk in the fused LM-head + loss (per device)
 
   c.optim = ml_collections.ConfigDict()
   c.optim.learning_rate = 1e-6

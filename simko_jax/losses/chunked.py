@@ -1,12 +1,22 @@
 """Fused LM-head + token statistics in token chunks, so [tokens, vocab] logits never exist at once.
 
 For a 152k vocabulary and 8k response tokens, the full fp32 logits are 5 GiB and their gradient as much
-again. Here the final hidden states are split into chunks of `chunk_size` tokens; each chunk computes
+again. Here the final hidden states are split into chunks of about `chunk_size` tokens; each chunk computes
 `logits = h @ W`, its statistics (`token_stats_from_logits`) and is wrapped in `jax.checkpoint`, and the
 chunks run under `jax.lax.map` (a scan). On the backward pass each chunk's logits are recomputed from the
 saved (h chunk, W) and dropped again, so peak memory holds one [chunk_size, vocab] block (plus its
 gradient) instead of [tokens, vocab]. Gradients w.r.t. both `hidden` and `unembedding` flow through the
 returned `logp`, `topk_logp` (and `entropy` if requested).
+
+Sharding: under a mesh (`jax.set_mesh`) whose "batch" axes (data x fsdp) split the rows, the whole
+computation runs per device under `jax.shard_map` over those axes: each device takes its own rows, the
+unembedding is gathered once (it is usually split over fsdp), the chunk scan runs locally (top_k
+included: XLA:CPU's partitioner all-gathers a row-sharded top_k), and the unembedding's gradient is
+summed over the chunks locally and reduced over devices once. `chunk_size` therefore counts one
+device's tokens. (Cutting the flattened global tokens into chunks instead split chunks across row
+shards: XLA replicated them, or all-reduced [chunk, V] logits / [D, V] gradients per chunk.)
+Chunk layout (`to_chunks`): [N rows, T tokens, D] is cut along the token axis only, chunk c being
+tokens [c*S, (c+1)*S) of every row.
 
 Precision, as in mixed-precision trainers: the LM-head matmul runs in `hidden`'s dtype (the
 unembedding is cast to it per chunk) and accumulates in float32, and so do its two backward matmuls
@@ -19,11 +29,15 @@ in the unembedding's own dtype (float32 for float32 master weights).
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax.sharding import PartitionSpec as P
 
 from simko_jax.losses.token_stats import TokenStats, token_stats_from_logits
+from simko_jax.parallel import logical_to_spec
 
 
 @jax.custom_vjp
@@ -50,6 +64,42 @@ def _lm_head_logits_bwd(residuals, g_SxV):
 lm_head_logits.defvjp(_lm_head_logits_fwd, _lm_head_logits_bwd)
 
 
+class ChunkLayout(NamedTuple):
+  """How [N rows, T tokens] are cut into C chunks of S consecutive tokens of every row (T padded to C*S)."""
+  num_chunks: int
+  chunk_len: int
+  length: int
+
+
+def chunk_layout(rows: int, length: int, chunk_size: int) -> ChunkLayout:
+  """About `chunk_size` tokens per chunk (rows x S), at least one token of every row per chunk."""
+  chunk_size = max(1, int(chunk_size))
+  num_chunks = min(length, -(-rows * length // chunk_size))
+  chunk_len = -(-length // num_chunks)
+  return ChunkLayout(-(-length // chunk_len), chunk_len, length)
+
+
+def to_chunks(x_NxT: jax.Array, layout: ChunkLayout) -> jax.Array:
+  """[N, T, ...] -> [C, N, S, ...]: chunk c holds tokens [c*S, (c+1)*S) of every row (zero padded).
+
+  The rows axis stays whole inside each chunk, so a row-sharded input gives row-sharded chunks:
+  slicing the scanned (unsharded) C axis needs no communication."""
+  c, s, t = layout
+  pad = c * s - t
+  if pad:
+    x_NxT = jnp.pad(x_NxT, [(0, 0), (0, pad)] + [(0, 0)] * (x_NxT.ndim - 2))
+  n = x_NxT.shape[0]
+  x = x_NxT.reshape((n, c, s) + x_NxT.shape[2:])
+  return jnp.moveaxis(x, 1, 0)
+
+
+def from_chunks(x_CxNxS: jax.Array, layout: ChunkLayout) -> jax.Array:
+  """Inverse of `to_chunks`: [C, N, S, ...] -> [N, T, ...] (padding dropped)."""
+  c, s, t = layout
+  x = jnp.moveaxis(x_CxNxS, 0, 1)
+  return x.reshape((x.shape[0], c * s) + x.shape[3:])[:, :t]
+
+
 def token_stats_from_hidden(
     hidden: jax.Array,
     unembedding: jax.Array,
@@ -69,36 +119,59 @@ def token_stats_from_hidden(
       is summed over the chunks in float32).
     targets: [...] int token ids, same leading shape as `hidden`.
     num_candidates, temperature, entropy_grad: as in `token_stats_from_logits`.
-    chunk_size: tokens per chunk (static). Padding tokens added to fill the last chunk are dropped.
+    chunk_size: about this many tokens per chunk, all of one device's rows together (static; see
+      `chunk_layout`). Padding tokens added to fill the last chunk are dropped.
 
   Returns:
     `TokenStats` with leading shape `...`; equal (to float rounding) to the unchunked computation.
   """
   lead_shape = hidden.shape[:-1]
   d_model = hidden.shape[-1]
-  h_NxD = hidden.reshape(-1, d_model)
-  y_N = targets.reshape(-1).astype(jnp.int32)
-  num_tokens = h_NxD.shape[0]
-  chunk = max(1, min(int(chunk_size), num_tokens))
-  num_chunks = -(-num_tokens // chunk)
-  pad = num_chunks * chunk - num_tokens
-  if pad:
-    h_NxD = jnp.pad(h_NxD, ((0, pad), (0, 0)))
-    y_N = jnp.pad(y_N, (0, pad))
-  h_CxSxD = h_NxD.reshape(num_chunks, chunk, d_model)
-  y_CxS = y_N.reshape(num_chunks, chunk)
+  # Rows x tokens: [T, D] is one row; [N, T, D] and deeper keep their last axis as the token axis.
+  rows = 1 if hidden.ndim == 2 else int(np.prod(lead_shape[:-1]))
+  h_NxTxD = hidden.reshape(rows, lead_shape[-1], d_model)
+  y_NxT = targets.reshape(rows, lead_shape[-1]).astype(jnp.int32)
+  stats_fn = functools.partial(_chunked_stats, chunk_size=chunk_size, num_candidates=num_candidates,
+                               temperature=temperature, entropy_grad=entropy_grad)
+  row_axes = _row_mesh_axes(rows)
+  if row_axes:
+    # Per device: its own rows, the whole unembedding (gathered once), dW summed over chunks locally
+    # and reduced over the row axes once (the transpose of the replicated in_spec). Other mesh axes
+    # ("tensor" on the vocabulary) stay with the compiler.
+    rows_spec = P(row_axes)
+    local_fn = stats_fn
+    # pcast to "varying": each device's dW is its own rows' partial sum (the custom VJP of
+    # `lm_head_logits` returns it as such); the transpose of this cast is the one psum.
+    stats_fn = jax.shard_map(
+        lambda h, w, y: local_fn(h, jax.lax.pcast(w, row_axes, to="varying"), y),
+        in_specs=(rows_spec, P(), rows_spec), out_specs=rows_spec, axis_names=frozenset(row_axes))
+  stats = stats_fn(h_NxTxD, unembedding, y_NxT)
+  return TokenStats(*(x.reshape(lead_shape + x.shape[2:]) for x in stats))
+
+
+def _row_mesh_axes(rows: int) -> tuple[str, ...]:
+  """Mesh axes the rows ("batch") are split over under the mesh set by `jax.set_mesh` (() if none)."""
+  mesh = jax.sharding.get_abstract_mesh()
+  if mesh is None or mesh.empty or mesh.size == 1:
+    return ()
+  axes = logical_to_spec(("batch",), mesh, shape=(rows,))[0]
+  return () if axes is None else ((axes,) if isinstance(axes, str) else tuple(axes))
+
+
+def _chunked_stats(h_NxTxD, w_DxV, y_NxT, *, chunk_size, num_candidates, temperature, entropy_grad):
+  """TokenStats [N, T, ...] of (h @ w) in chunks of about `chunk_size` tokens (see `to_chunks`)."""
+  rows, length, d_model = h_NxTxD.shape
+  layout = chunk_layout(rows, length, chunk_size)
 
   @functools.partial(jax.checkpoint, prevent_cse=False)
-  def one_chunk(h_SxD, y_S):
-    logits_SxV = lm_head_logits(h_SxD, unembedding)
-    return token_stats_from_logits(
-        logits_SxV, y_S, num_candidates=num_candidates, temperature=temperature,
+  def one_chunk(h_NxSxD, y_NxS):
+    n, s = y_NxS.shape
+    logits = lm_head_logits(h_NxSxD.reshape(n * s, d_model), w_DxV)
+    stats = token_stats_from_logits(
+        logits, y_NxS.reshape(n * s), num_candidates=num_candidates, temperature=temperature,
         entropy_grad=entropy_grad)
+    return jax.tree.map(lambda x: x.reshape((n, s) + x.shape[1:]), stats)
 
-  stats = jax.lax.map(lambda args: one_chunk(*args), (h_CxSxD, y_CxS))
-
-  def unchunk(x):
-    x = x.reshape((num_chunks * chunk,) + x.shape[2:])[:num_tokens]
-    return x.reshape(lead_shape + x.shape[1:])
-
-  return TokenStats(*(unchunk(x) for x in stats))
+  stats = jax.lax.map(lambda args: one_chunk(*args),
+                      (to_chunks(h_NxTxD, layout), to_chunks(y_NxT, layout)))
+  return TokenStats(*(from_chunks(x, layout) for x in stats))

@@ -122,8 +122,8 @@ class Transformer(nnx.Module):
 
   def _run_layers(self, tokens_BxT, positions_BxT, mask_BxTxS, cache, cache_index):
     cfg = self.cfg
-    x = self.embed.get_value()[tokens_BxT].astype(cfg.dtype)
-    x = constrain(x, ACT_AXES)
+    x = constrain(self.embed.get_value()[tokens_BxT], ("lookup_batch", "length", "embed"))
+    x = constrain(x.astype(cfg.dtype), ACT_AXES)
     cos, sin = rope_cos_sin(positions_BxT, inv_frequencies(cfg.head_dim, cfg.rope_theta, cfg.rope_scaling))
 
     def body(x, xs):

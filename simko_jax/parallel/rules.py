@@ -20,6 +20,11 @@ Rules = tuple[tuple[str, MeshAxes], ...]
 
 DEFAULT_RULES: Rules = (
     ("batch", ("data", "fsdp")),
+    # Rows of the embedding lookup's output: the batch axes the table [V, D/fsdp] is *not* split over,
+    # so the gather runs where the table lives; one all-to-all over fsdp then gives ("batch", ...).
+    # (Gathering straight into ("batch", ...) made XLA replicate the f32 gradient of the lookup
+    # [rows, L, D] to scatter it into the fsdp-split table, every micro-batch, when data > 1.)
+    ("lookup_batch", "data"),
     ("embed", "fsdp"),
     ("heads", "tensor"),
     ("kv_heads", "tensor"),

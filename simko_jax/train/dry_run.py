@@ -15,6 +15,10 @@ Nothing is allocated and no checkpoint is read. Method (decided for CPU-only mac
     analytic numbers. XLA:CPU is not the target compiler (fusion, bf16 handling and layouts differ), and
     cuDNN attention cannot be compiled on a CPU, so the compiled program uses XLA attention, which
     materialises [rows, heads, L, L] scores: treat the compiled temp size as an upper-bound sanity check.
+  * the sharding plan is checked while compiling (`parallel.spmd_check`): every tensor XLA reports as an
+    "[SPMD] Involuntary full rematerialization" (re-sharded only by replicating it on every device, every
+    use) gets a "FAILED sharding plan" line naming its per-device shape and the two HLO shardings, and
+    `main` raises `ShardingPlanError` (the CLI prints one "error:" line and exits 1), so CI catches it.
 
 Per-device quantities (bytes, "/shard" = divided by the product of the mesh axes the dimension is split
 over, exactly as the array's `NamedSharding.shard_shape` gives):
@@ -53,6 +57,8 @@ def prepare_devices(num_devices: int) -> None:
   flags = re.sub(r"--xla_force_host_platform_device_count=\d+", "", os.environ.get("XLA_FLAGS", ""))
   os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={num_devices}".strip()
   os.environ["JAX_PLATFORMS"] = "cpu"
+  from simko_jax.parallel.spmd_check import enable_xla_warnings
+  enable_xla_warnings()
   import jax
   try:
     jax.config.update("jax_platforms", "cpu")
@@ -122,6 +128,7 @@ def analyze(cfg, *, compile: bool = True) -> dict[str, Any]:
   from simko_jax.config import validate
   from simko_jax.models.transformer import Transformer
   from simko_jax.parallel import make_mesh, model_shardings, opt_state_shardings
+  from simko_jax.parallel.spmd_check import compile_checked
   from simko_jax.train.step import (Batch, LossConfig, batch_sharding, is_on_policy, jit_train_step,
                                     make_optimizer)
 
@@ -217,7 +224,8 @@ def analyze(cfg, *, compile: bool = True) -> dict[str, Any]:
       flops_update_per_device_analytic=flops_update / num_devices,
       attention_compiled_as=compile_impl or mcfg.attention_impl)
   if compile:
-    compiled = lowered.compile()
+    compiled, remats = compile_checked(lowered)
+    report["spmd_remats"] = [r.describe() for r in remats]
     mem = compiled.memory_analysis()
     if mem is not None:
       report.update(compiled_argument_bytes=mem.argument_size_in_bytes,
@@ -280,6 +288,8 @@ def format_report(rep: dict[str, Any]) -> str:
   if "compiled_flops_per_device" in rep:
     lines.append(f"    XLA cost_analysis per device    {rep['compiled_flops_per_device']:.3e} "
                  "(loop bodies counted once)")
+  lines += [f"  FAILED sharding plan: XLA replicates {r} on every device, every use "
+            "(involuntary full rematerialization)" for r in rep.get("spmd_remats", [])]
   lines += rep["warnings"] or [f"  fits: yes (peak {rep['peak_bytes'] / 1e9:.1f} GB"
                                + (f" of {rep['hbm_gb']:g} GB)" if rep["hbm_gb"] else ")")]
   return "\n".join(lines)
@@ -291,5 +301,15 @@ def main(cfg) -> dict[str, Any]:
   prepare_devices(n)
   report = analyze(cfg)
   print(format_report(report), flush=True)
+  remats = report.get("spmd_remats", [])
+  if remats:
+    raise ShardingPlanError(
+        f"the train step's sharding plan makes XLA replicate {len(remats)} tensor(s) on every device "
+        f"to re-shard them (first: {remats[0]}); make the batch, activation and parameter shardings "
+        "agree (simko_jax/parallel/rules.py, the model's `constrain` calls; see launch/README.md)")
   return report
+
+
+class ShardingPlanError(ValueError):
+  """The compiled train step needs an involuntary full rematerialization (see `parallel.spmd_check`)."""
 

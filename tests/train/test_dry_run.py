@@ -62,11 +62,14 @@ def run_cli(config, *extra, timeout=280):
                         "--dry_run", *extra], cwd=ROOT, env=env, capture_output=True, text=True,
                        timeout=timeout)
   assert out.returncode == 0, out.stderr[-3000:]
+  # The sharding plan check: no tensor re-sharded by replicating it (see `parallel.spmd_check`).
+  assert "Involuntary full rematerialization" not in out.stderr, out.stderr[-3000:]
   return out.stdout, time.time() - start
 
 
 @pytest.mark.parametrize("config,devices,fits,extra", [
-    ("qwen25_math7b_tpu_v5p_128", 64, True, ()),
+    ("qwen25_math7b_tpu_v5p_128", 64, True, ()),    # TPU pod mesh data=4 x fsdp=16
+    ("llama32_3b_h100x16_slurm", 16, True, ()),     # GPU mesh data=2 x fsdp=8, two processes
     ("qwen25_math7b_h100x8", 8, True, ()),   # fits: the rollout is sampled in 64-prompt chunks
     # all 1024 x 8 responses in one sampler call: ~240 GB of KV cache per H100, which must warn
     ("qwen25_math7b_h100x8", 8, False, ("--config.rollout.sample_chunk_prompts=0",)),
@@ -75,7 +78,8 @@ def test_cli_dry_run_prints_table(config, devices, fits, extra):
   stdout, seconds = run_cli(config, *extra)
   print(stdout)
   assert seconds < 300
-  assert f"on {devices} x" in stdout and "7.616B params" in stdout
+  assert f"on {devices} x" in stdout
+  assert ("3.213B params" if "llama" in config else "7.616B params") in stdout
   for row in ("parameters", "optimizer state", "activations", "logits chunk", "sampler KV cache",
               "temporaries", "per update, analytic 6*N*tokens", "XLA cost_analysis"):
     assert row in stdout, row
@@ -109,3 +113,33 @@ def test_hub_ids_resolve_their_architecture_without_downloading(tmp_path, monkey
   model.checkpoint = "org/not-cached"
   with pytest.raises(ConfigError, match="download it once so its config.json is in the Hub cache"):
     dry_run.model_config(model)
+
+
+def small_mesh_config(data, fsdp):
+  """tiny_random on 8 fake devices with the pod targets' mesh structure (data x fsdp), 2 micro-batches."""
+  cfg = load("tiny_random")
+  cfg.target.num_devices = 8
+  cfg.train.mesh_data, cfg.train.mesh_fsdp = data, fsdp
+  cfg.rollout.prompts_per_step = cfg.algo.mini_batch_prompts = 4
+  cfg.algo.micro_batch_size = 8
+  return cfg
+
+
+@pytest.mark.parametrize("data,fsdp", [(2, 4), (1, 8)])
+def test_small_pod_mesh_compiles_without_involuntary_remat(data, fsdp):
+  from simko_jax.train import dry_run
+  rep = dry_run.analyze(small_mesh_config(data, fsdp))
+  assert rep["mesh"] == (("data", data), ("fsdp", fsdp), ("tensor", 1)) and rep["micro_batches"] == 2
+  assert rep["spmd_remats"] == []
+
+
+def test_dry_run_fails_on_the_old_embedding_layout(capsys):
+  """Gathering the embedding straight into the ("data", "fsdp") row layout (the layout before the
+  `lookup_batch` rule) makes XLA replicate the lookup's f32 gradient: the dry run must say so and fail."""
+  from simko_jax.parallel import DEFAULT_RULES, use_rules
+  from simko_jax.train import dry_run
+  old = tuple((k, ("data", "fsdp")) if k == "lookup_batch" else (k, v) for k, v in DEFAULT_RULES)
+  with use_rules(old), pytest.raises(dry_run.ShardingPlanError, match=r"replicate 1 tensor.*f32\[1,"):
+    dry_run.main(small_mesh_config(2, 4))
+  out = capsys.readouterr().out
+  assert "FAILED sharding plan: XLA replicates f32[1," in out and "from {devices=[8,1,1]<=[8]} to" in out
