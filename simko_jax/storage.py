@@ -201,7 +201,8 @@ def check_writable(directory: PathLike, what: str = "config.out_dir") -> epath.P
     try:
       os.makedirs(_text(directory), exist_ok=True)
     except OSError as err:
-      raise StorageError(f"{what} = {_text(directory)!r} cannot be created: {err}") from err
+      raise StorageError(f"{what} = {_text(directory)!r} cannot be created: {err}; choose a writable "
+                         "directory") from err
   gcsfs_log = logging.getLogger("gcsfs")  # logs a traceback per failed retry: the one line is ours
   level = gcsfs_log.level
   gcsfs_log.setLevel(logging.CRITICAL)
@@ -220,7 +221,7 @@ def describe_failure(path: PathLike, err: BaseException, what: str) -> str:
   """One line naming the path, the cause and the fix, for an error raised while using `path`."""
   detail = " ".join(f"{type(err).__name__}: {err}".split())[:300]
   if not is_remote(path):
-    return f"{what} = {_text(path)!r} is not writable: {err}"
+    return f"{what} = {_text(path)!r} is not writable: {err}; choose a writable directory"
   bucket = bucket_of(path)
   return (f"{what} = {str(path)!r}: cannot write to bucket {bucket} ({detail}). Check that the bucket "
           f"exists (gcloud storage buckets create {bucket}), that this machine can reach it, and that "

@@ -32,4 +32,4 @@ def test_unusable_output_directory_is_refused_at_start_up(tmp_path, cache_dir):
   assert rc == 1 and "Traceback" not in text, text[-3000:]
   assert text.strip().splitlines()[-1] == (
       f"error: config.out_dir = '{blocker}/run' cannot be created: [Errno 20] Not a directory: "
-      f"'{blocker}/run'")
+      f"'{blocker}/run'; choose a writable directory")

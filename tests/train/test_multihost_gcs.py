@@ -45,7 +45,9 @@ def test_two_process_trainer_on_a_bucket_runs_and_resumes(gcs, tmp_path):
   trainer(2, "a")
   steps = lambda: [json.loads(x)["step"] for x in storage.read_text(f"{out_dir}/metrics.jsonl").splitlines()]
   assert steps() == [1, 2]
-  assert [n for n in storage.listdir(f"{out_dir}/checkpoints") if not n.startswith(".")] == ["1", "2"]
+  # two steps, and the run's tokenizer files (written once, by process 0, into the bucket too)
+  assert sorted(n for n in storage.listdir(f"{out_dir}/checkpoints") if not n.startswith(".")) == [
+      "1", "2", "tokenizer"]
   assert storage.exists(f"{out_dir}/checkpoints/2/commit_success.txt")
   trainer(3, "b")
   assert "resumed from checkpoint step 2" in (tmp_path / "b0.log").read_text()
