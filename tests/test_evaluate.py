@@ -15,6 +15,7 @@ from simko_jax.eval.generation import Generation
 from simko_jax.evaluate import evaluate
 from simko_jax.rewards.pool import VerifierPool
 from tests.eval.helpers import FakeGenerate, byte_tokenizer, tiny_model, toy_examples
+from tests.cli import assert_one_line_error, run_module
 
 N = 8
 CORRECT = {0: 0, 1: 1, 2: 3, 3: 8, 4: 5, 5: 2, 6: 7}  # problem -> correct samples out of N
@@ -166,21 +167,7 @@ def test_cli_on_hf_dir(tmp_path):
 
 
 def _cli(*args, timeout=120):
-  import subprocess
-  import sys
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=root)
-  return subprocess.run([sys.executable, "-m", "simko_jax.evaluate", "--config", "configs/eval_quick.py",
-                         *args], cwd=root, env=env, capture_output=True, text=True, timeout=timeout)
-
-
-def _assert_one_line_error(proc, *needles):
-  assert proc.returncode == 1, (proc.returncode, proc.stderr[-2000:])
-  assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
-  last = proc.stderr.strip().splitlines()[-1]
-  assert last.startswith("error: "), last
-  for needle in needles:
-    assert needle in last, last
+  return run_module("simko_jax.evaluate", "--config", "configs/eval_quick.py", *args, timeout=timeout)
 
 
 def test_cli_bad_input_is_one_line(tmp_path):
@@ -189,15 +176,15 @@ def test_cli_bad_input_is_one_line(tmp_path):
   from tests.eval.run_helpers import write_tiny_run
   run = write_tiny_run(tmp_path / "run", tiny_model(), byte_tokenizer())
   out = f"--config.out_dir={tmp_path / 'out'}"
-  _assert_one_line_error(_cli("--checkpoint", str(tmp_path / "nope"), out), "does not exist")
+  assert_one_line_error(_cli("--checkpoint", str(tmp_path / "nope"), out), "does not exist")
   (tmp_path / "fresh" / "checkpoints").mkdir(parents=True)
-  _assert_one_line_error(_cli("--checkpoint", str(tmp_path / "fresh"), out), "no complete checkpoint")
-  _assert_one_line_error(_cli("--checkpoint", run, out, "--config.expect_model=tiny_qwen2"),
+  assert_one_line_error(_cli("--checkpoint", str(tmp_path / "fresh"), out), "no complete checkpoint")
+  assert_one_line_error(_cli("--checkpoint", run, out, "--config.expect_model=tiny_qwen2"),
                          "different model", "architectures")
-  _assert_one_line_error(_cli("--checkpoint", run, out, "--bogus=1"), "bogus")
-  _assert_one_line_error(_cli("--checkpoint", run, out, "--config.bogus=1"), "bogus")
+  assert_one_line_error(_cli("--checkpoint", run, out, "--bogus=1"), "bogus")
+  assert_one_line_error(_cli("--checkpoint", run, out, "--config.bogus=1"), "bogus")
   (tmp_path / "a_file").write_text("x")
-  _assert_one_line_error(_cli("--checkpoint", run, f"--config.out_dir={tmp_path / 'a_file' / 'sub'}"),
+  assert_one_line_error(_cli("--checkpoint", run, f"--config.out_dir={tmp_path / 'a_file' / 'sub'}"),
                          "config.out_dir", "not writable")
   assert not (tmp_path / "out").exists()
 

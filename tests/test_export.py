@@ -4,8 +4,6 @@ in one `error:` line (subprocess, no traceback) without touching an existing exp
 
 import json
 import os
-import subprocess
-import sys
 
 import jax.numpy as jnp
 import numpy as np
@@ -17,6 +15,7 @@ from simko_jax.models import Transformer, tiny_qwen2
 from tests.eval.helpers import TEMPLATE, byte_tokenizer, tiny_model
 from tests.eval.run_helpers import write_tiny_run
 from tests.models.hf_helpers import left_padded_batch, torch_logits
+from tests.cli import assert_one_line_error, run_module
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -76,37 +75,26 @@ def test_export_untied_bf16_single_file(tmp_path):
 
 
 def _cli(*args, timeout=120):
-  env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=ROOT)
-  return subprocess.run([sys.executable, "-m", "simko_jax.export", *args], cwd=ROOT, env=env,
-                        capture_output=True, text=True, timeout=timeout)
-
-
-def _assert_one_line_error(proc, *needles):
-  assert proc.returncode == 1, (proc.returncode, proc.stderr[-2000:])
-  assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
-  last = proc.stderr.strip().splitlines()[-1]
-  assert last.startswith("error: "), last
-  for needle in needles:
-    assert needle in last, last
+  return run_module("simko_jax.export", *args, timeout=timeout)
 
 
 def test_cli_bad_input(run_dir, tmp_path):
-  _assert_one_line_error(_cli("--checkpoint", str(tmp_path / "nope"), "--out", str(tmp_path / "o")),
+  assert_one_line_error(_cli("--checkpoint", str(tmp_path / "nope"), "--out", str(tmp_path / "o")),
                          "does not exist")
   (tmp_path / "empty_run" / "checkpoints").mkdir(parents=True)
-  _assert_one_line_error(_cli("--checkpoint", str(tmp_path / "empty_run"), "--out", str(tmp_path / "o")),
+  assert_one_line_error(_cli("--checkpoint", str(tmp_path / "empty_run"), "--out", str(tmp_path / "o")),
                          "no complete checkpoint")
-  _assert_one_line_error(_cli("--checkpoint", run_dir, "--out", str(tmp_path / "o"), "--step", "7"),
+  assert_one_line_error(_cli("--checkpoint", run_dir, "--out", str(tmp_path / "o"), "--step", "7"),
                          "step 7", "available steps [1, 2]")
-  _assert_one_line_error(_cli("--checkpoint", run_dir, "--out", str(tmp_path / "o"), "--bogus"),
+  assert_one_line_error(_cli("--checkpoint", run_dir, "--out", str(tmp_path / "o"), "--bogus"),
                          "unrecognized arguments: --bogus")
   (tmp_path / "a_file").write_text("x")
-  _assert_one_line_error(_cli("--checkpoint", run_dir, "--out", str(tmp_path / "a_file" / "sub")),
+  assert_one_line_error(_cli("--checkpoint", run_dir, "--out", str(tmp_path / "a_file" / "sub")),
                          "cannot write --out")
   existing = tmp_path / "existing"
   existing.mkdir()
   (existing / "keep.txt").write_text("precious")
-  _assert_one_line_error(_cli("--checkpoint", run_dir, "--out", str(existing)), "--overwrite")
+  assert_one_line_error(_cli("--checkpoint", run_dir, "--out", str(existing)), "--overwrite")
   assert os.listdir(existing) == ["keep.txt"]
   assert not (tmp_path / "o").exists()
 

@@ -4,7 +4,6 @@ params really sharded, and as two `jax.distributed` processes x 4 devices runnin
 
 import json
 import os
-import subprocess
 import sys
 
 import jax
@@ -15,7 +14,7 @@ from simko_jax.rewards.pool import VerifierPool
 from simko_jax.train import policy_source
 from tests.eval.helpers import byte_tokenizer, tiny_model
 from tests.eval.run_helpers import write_tiny_run
-from tests.train.test_multihost import free_port
+from tests.multiprocess import run_processes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # 8 GSM8K problems in batches of 4 (= data x fsdp of the (2, 2, 2) mesh, so all runs cut the same
@@ -75,26 +74,11 @@ def test_sharded_mesh_matches_one_device(run_dir, reference, tmp_path, pool):
 
 
 def test_two_processes_match_single_process(run_dir, reference, tmp_path):
-  port, procs = free_port(), []
   out = tmp_path / "out"
   args = [f"--config.{k}={v}" for k, v in SETTINGS.items()] + [
       "--config.mesh_data=2", "--config.mesh_fsdp=2", "--config.mesh_tensor=2", f"--config.out_dir={out}"]
-  for i in range(2):
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu",
-               JAX_CPU_COLLECTIVES_IMPLEMENTATION="gloo", JAX_DEFAULT_MATMUL_PRECISION="highest",
-               SIMKO_COORDINATOR=f"127.0.0.1:{port}", SIMKO_NUM_PROCESSES="2", SIMKO_PROCESS_ID=str(i),
-               PYTHONPATH=ROOT)
-    log = open(tmp_path / f"worker{i}.log", "w")
-    procs.append(subprocess.Popen(
-        [sys.executable, "-m", "simko_jax.evaluate", "--config", "configs/eval_default.py",
-         "--checkpoint", run_dir, *args], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT))
-  try:
-    for i, p in enumerate(procs):
-      assert p.wait(timeout=300) == 0, (tmp_path / f"worker{i}.log").read_text()[-4000:]
-  finally:
-    for p in procs:
-      if p.poll() is None:
-        p.kill()
+  run_processes("simko_jax.evaluate", ["--config", "configs/eval_default.py", "--checkpoint", run_dir, *args],
+                tmp_path / "worker", base_env=dict(os.environ, JAX_DEFAULT_MATMUL_PRECISION="highest"))
   assert (out / "gsm8k" / "generations.jsonl").read_text().splitlines() == reference
   results = json.loads((out / "results.json").read_text())
   assert results["metadata"]["num_processes"] == 2 and results["run"]["sampled_problems"] == {"gsm8k": 8}

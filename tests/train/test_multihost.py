@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
 import types
 
 import numpy as np
+
+from tests.multiprocess import free_port, run_processes
 
 N_STEPS, M, MB, P, R = 3, 2, 8, 6, 5   # global micro-batch MB rows; each of 2 processes feeds MB // 2
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -96,12 +97,6 @@ def _worker(process_id: int, port: int, out_path: str) -> None:
   jax.distributed.shutdown()
 
 
-def free_port() -> int:
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
-
-
 def launch_workers(tmp_path, num: int = 2, timeout: float = 150.0) -> list[dict]:
   port = free_port()
   procs, outs = [], []
@@ -161,25 +156,10 @@ def test_two_process_trainer_runs_and_resumes(tmp_path):
   out_dir = tmp_path / "run"
 
   def trainer(steps, tag):
-    port, procs = free_port(), []
-    for i in range(2):
-      env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu",
-                 JAX_CPU_COLLECTIVES_IMPLEMENTATION="gloo", SIMKO_COORDINATOR=f"127.0.0.1:{port}",
-                 SIMKO_NUM_PROCESSES="2", SIMKO_PROCESS_ID=str(i), PYTHONPATH=ROOT)
-      log = open(tmp_path / f"{tag}{i}.log", "w")
-      procs.append(subprocess.Popen(
-          [sys.executable, "-m", "simko_jax.main", "--config", "configs/tiny_random.py",
-           f"--config.train.steps={steps}", "--config.train.mesh_data=2", "--config.train.mesh_tensor=4",
-           "--config.eval.enabled=False", f"--config.out_dir={out_dir}"],
-          env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT))
-    try:
-      for i, p in enumerate(procs):
-        rc = p.wait(timeout=240)
-        assert rc == 0, (tmp_path / f"{tag}{i}.log").read_text()[-4000:]
-    finally:
-      for p in procs:
-        if p.poll() is None:
-          p.kill()
+    run_processes("simko_jax.main", [
+        "--config", "configs/tiny_random.py", f"--config.train.steps={steps}",
+        "--config.train.mesh_data=2", "--config.train.mesh_tensor=4", "--config.eval.enabled=False",
+        f"--config.out_dir={out_dir}"], tmp_path / tag, timeout=240)
 
   trainer(2, "a")
   lines = (out_dir / "metrics.jsonl").read_text().splitlines()

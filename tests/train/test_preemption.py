@@ -11,19 +11,15 @@ from __future__ import annotations
 
 import json
 import os
-import pathlib
 import signal
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from simko_jax.train import preemption
 from tests.faults import harness
-from tests.train.test_multihost import free_port
+from tests.multiprocess import run_processes
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
 STEPS = 3
 
 
@@ -48,28 +44,13 @@ def cache_dir(tmp_path_factory):
 
 
 def two_process_run(out_dir, steps, tag, *, cache_dir, fault_on_1=None, timeout=300):
-  """Both processes of one run; returns their logs. Asserts both exit 0."""
-  port, procs, logs = free_port(), [], []
-  for i in range(2):
-    env = dict(harness.env(cache_dir, fault_on_1 if i == 1 else None),
-               XLA_FLAGS="--xla_force_host_platform_device_count=4",
-               JAX_CPU_COLLECTIVES_IMPLEMENTATION="gloo", SIMKO_COORDINATOR=f"127.0.0.1:{port}",
-               SIMKO_NUM_PROCESSES="2", SIMKO_PROCESS_ID=str(i), PYTHONPATH=str(ROOT))
-    logs.append(pathlib.Path(f"{out_dir}.{tag}{i}.log"))
-    with open(logs[-1], "w") as log:
-      procs.append(subprocess.Popen(
-          [sys.executable, "-m", "simko_jax.main", "--config", "configs/tiny_random.py",
-           *harness.args(out_dir, steps, **{"train.mesh_data": 2, "train.mesh_tensor": 4})],
-          env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT))
-  try:
-    for i, p in enumerate(procs):
-      rc = p.wait(timeout=timeout)
-      assert rc == 0, f"process {i} exited {rc}:\n{logs[i].read_text()[-4000:]}"
-  finally:
-    for p in procs:
-      if p.poll() is None:
-        p.kill()
-  return [log.read_text() for log in logs]
+  """Both processes of one run (`fault_on_1` injected into process 1 only); returns their logs.
+  Asserts both exit 0."""
+  return run_processes(
+      "simko_jax.main", ["--config", "configs/tiny_random.py",
+                         *harness.args(out_dir, steps, **{"train.mesh_data": 2, "train.mesh_tensor": 4})],
+      f"{out_dir}.{tag}", base_env=harness.env(cache_dir, None), timeout=timeout,
+      env_for=lambda i: {"SIMKO_FAULT_AT": fault_on_1} if i == 1 and fault_on_1 else {})
 
 
 def test_sigterm_on_one_process_stops_both_at_the_same_step_and_resumes_exactly(tmp_path, cache_dir):
