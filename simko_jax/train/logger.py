@@ -35,6 +35,7 @@ class MetricsLogger:
     storage.makedirs(out_dir)
     self._metrics = storage.AppendFile(self.path)
     self._events = storage.AppendFile(storage.join(out_dir, "events.log"))
+    self._data_order = storage.AppendFile(storage.join(out_dir, "data_order.jsonl"))
     self._tb_sync = None
     if tensorboard:
       SummaryWriter = _import_summary_writer()
@@ -62,6 +63,11 @@ class MetricsLogger:
         self._tb_sync.push()
     self._bar.set_postfix({k: f"{record[k]:.3g}" for k in CONSOLE_KEYS if k in record})
     self._bar.update(1)
+
+  def data_order(self, step: int, example_ids: list) -> None:
+    """The example ids `step` consumed, one line in data_order.jsonl (a redone step appears twice)."""
+    if self.enabled:
+      self._data_order.append(json.dumps({"step": int(step), "example_ids": example_ids}) + "\n")
 
   def event(self, message: str) -> None:
     """A notable event (skipped update, resume, preemption): printed and kept in events.log."""

@@ -137,12 +137,6 @@ def iteration(run: Run, logger) -> dict:
   return metrics
 
 
-def _log_data_order(run: Run) -> None:
-  if jax.process_index() == 0:
-    storage.AppendFile(storage.join(run.cfg.out_dir, "data_order.jsonl")).append(
-        json.dumps({"step": run.step, "example_ids": run.last_example_ids}) + "\n")
-
-
 def run(cfg, stop: preemption.StopRequest | None = None) -> dict:
   """Trains per `cfg` (see module doc); returns the last step's metrics. `stop`: a request whose
   SIGTERM handler the caller installed earlier (`simko_jax.main` does, before the multi-process
@@ -175,7 +169,7 @@ def _train(cfg, tr: Run, stop: preemption.StopRequest) -> dict:
       last = iteration(tr, logger)
       tr.step += 1
       logger.log(tr.step, last)
-      _log_data_order(tr)
+      logger.data_order(tr.step, tr.last_example_ids)
       nonfinite_streak = nonfinite_streak + 1 if last["updates_skipped"] else 0
       if nonfinite_streak >= cfg.train.max_nonfinite_in_a_row:
         raise NonFiniteError(
