@@ -12,6 +12,7 @@ converts the model to a `tokenizers` BPE and registers added tokens, which are m
     between, so `"<bos><start_of_turn>user\\n..."` from a chat template gives one id per marker;
   - decode: added tokens give their text (dropped when special and `skip_special_tokens`), runs of
     ordinary ids are SentencePiece-decoded (byte-fallback pieces re-join into UTF-8).
+Added tokens' lstrip / rstrip / single_word flags are not applied (Gemma sets none of them).
 Agreement with transformers, token for token, is tested on a Gemma-style model (BPE, byte fallback, no
 dummy prefix) in tests/models/test_sentencepiece_tokenizer.py.
 """

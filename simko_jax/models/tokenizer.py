@@ -221,7 +221,8 @@ class Tokenizer:
           return backend.token_to_id(token_str(c[key]))
       return own if own >= 0 else None
 
-    bos, eos, pad = named("bos_token", sp.bos_id()), named("eos_token", sp.eos_id()), named("pad_token", sp.pad_id())
+    bos, eos = named("bos_token", sp.bos_id()), named("eos_token", sp.eos_id())
+    pad = named("pad_token", sp.pad_id())
     tok = cls(backend, eos_id=eos, pad_id=pad, bos_id=bos, chat_template=chat_template, kind="sentencepiece",
               bos_token=backend.id_to_token(bos) if bos is not None else None,
               eos_token=backend.id_to_token(eos) if eos is not None else None, vocab_size=backend.vocab_size,
