@@ -102,21 +102,49 @@ class SentencePieceBackend:
     return ids
 
   def decode(self, ids: Sequence[int], skip_special_tokens: bool = False) -> str:
+    """Text of `ids`; ids outside the vocabulary are dropped (as transformers does): a model whose
+    vocab_size is padded past the tokenizer's can sample them."""
     parts: list[str] = []
     run: list[int] = []
     for i in ids:
       if i not in self.added:
-        run.append(i)
+        if 0 <= i < self.num_pieces:
+          run.append(i)
         continue
-      if run:
-        parts.append(self.sp.decode(run))
-        run = []
       text, special = self.added[i]
-      if not (special and skip_special_tokens):
-        parts.append(text)
+      if special and skip_special_tokens:
+        continue  # dropped before decoding: the pieces around it decode as one run, as in transformers
+      if run:
+        parts.append(self._decode_run(run))
+        run = []
+      parts.append(text)
     if run:
-      parts.append(self.sp.decode(run))
+      parts.append(self._decode_run(run))
     return "".join(parts)
+
+  def _decode_run(self, run: list[int]) -> str:
+    """SentencePiece's decode of ordinary ids, except for a run of byte pieces that is not valid UTF-8:
+    transformers' ByteFallback decoder turns every byte of such a run into U+FFFD, where SentencePiece
+    replaces only the offending bytes. Sampled ids can form such runs; both decoders agree otherwise."""
+    groups: list[tuple[bool, list[int]]] = []  # (byte pieces?, ids), maximal runs
+    for i in run:
+      is_byte = self.sp.is_byte(i)
+      if groups and groups[-1][0] == is_byte:
+        groups[-1][1].append(i)
+      else:
+        groups.append((is_byte, [i]))
+    texts = [_utf8_or_replacement(bytes(int(self.sp.id_to_piece(i)[1:-1], 16) for i in ids))
+             if is_byte else None for is_byte, ids in groups]
+    if "\ufffd" not in "".join(t for t in texts if t):
+      return self.sp.decode(run)
+    return "".join(t if t is not None else self.sp.decode(ids) for t, (_, ids) in zip(texts, groups))
+
+
+def _utf8_or_replacement(raw: bytes) -> str:
+  try:
+    return raw.decode("utf-8")
+  except UnicodeDecodeError:
+    return "\ufffd" * len(raw)
 
 
 def _model_tokens(sp) -> dict[int, tuple[str, bool]]:

@@ -88,6 +88,28 @@ def test_decode_matches_transformers_and_round_trips(pair, skip):
   assert ours.decode(ids, skip_special_tokens=True) == "model\n42"
 
 
+# Pieces of random test strings: ASCII, whitespace runs, LaTeX, accents, CJK, emoji, invisible spaces,
+# turn markers and control-token text.
+POOL = list("abcxyz ABC  \n\t0123456789$\\{}^_+-=()[].,;:!?") + [
+    "é", "ï", "Å", "数", "学", "龘", "🤖", "🎉", "∑", "\u00a0", "\u3000", "\u200b", "x²", "\r\n", "   ",
+    "\\boxed{", "\\frac", "<bos>", "<eos>", "<start_of_turn>", "<end_of_turn>", "<start_of_"]
+
+
+def test_random_strings_and_random_ids_match_transformers(pair):
+  """Seeded random texts encode alike; random id sequences (what a sampler emits: broken UTF-8 byte
+  runs, special tokens anywhere, ids past the vocabulary) decode alike."""
+  import random
+  ours, ref = pair
+  rng = random.Random(0)
+  for _ in range(300):
+    text = "".join(rng.choice(POOL) for _ in range(rng.randrange(0, 30)))
+    assert ours.encode(text) == ref.encode(text, add_special_tokens=False), repr(text)
+  for _ in range(300):
+    ids = [rng.randrange(ours.vocab_size + 4) for _ in range(rng.randrange(1, 30))]
+    for skip in (False, True):
+      assert ours.decode(ids, skip_special_tokens=skip) == ref.decode(ids, skip_special_tokens=skip), ids
+
+
 @pytest.mark.parametrize("template, messages", [
     (GEMMA3_TEMPLATE, [{"role": "system", "content": "Answer with \\boxed{}."},
                        {"role": "user", "content": "What is 2+2?"},
