@@ -216,3 +216,23 @@ def test_vocab_larger_than_the_checkpoint_is_one_line(tmp_path, gemma_dir, pair)
     assert part in message, (part, message)
   (ckpt / "config.json").write_text(json.dumps(tiny_qwen2(vocab_size=640).to_hf_config()))
   assert load_tokenizer_of(locate(str(ckpt))).encode("x = 1") == ours.encode("x = 1")
+
+
+def test_training_refuses_a_tokenizer_larger_than_the_model(tmp_path, gemma_dir):
+  """`load_model_and_tokenizer` (the trainer's loader) checks the checkpoint's tokenizer against its
+  config.json vocab_size after loading the weights."""
+  import ml_collections
+  from flax import nnx
+
+  from simko_jax.models import Transformer, save_hf, tiny_qwen2
+  from simko_jax.train.model_source import load_model_and_tokenizer
+  ckpt = tmp_path / "ckpt"
+  save_hf(Transformer(tiny_qwen2(vocab_size=600), rngs=nnx.Rngs(0)), str(ckpt))
+  for name in ("tokenizer.model", "tokenizer_config.json", "special_tokens_map.json"):
+    shutil.copy(gemma_dir / name, ckpt / name)
+  model_cfg = ml_collections.ConfigDict(dict(checkpoint=str(ckpt), dtype="float32", param_dtype="float32",
+                                             remat="none", attention_impl="xla"))
+  with pytest.raises(ModelLoadError) as err:
+    load_model_and_tokenizer(model_cfg)
+  assert "\n" not in str(err.value)
+  assert f"has 640 token ids but {ckpt / 'config.json'} vocab_size = 600" in str(err.value), str(err.value)
