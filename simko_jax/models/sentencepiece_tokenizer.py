@@ -11,7 +11,8 @@ converts the model to a `tokenizers` BPE and registers added tokens, which are m
   - encode: split the text on added tokens (leftmost, longest first), SentencePiece-encode the text in
     between, so `"<bos><start_of_turn>user\\n..."` from a chat template gives one id per marker;
   - decode: added tokens give their text (dropped when special and `skip_special_tokens`), runs of
-    ordinary ids are SentencePiece-decoded (byte-fallback pieces re-join into UTF-8).
+    ordinary ids are SentencePiece-decoded (byte-fallback pieces re-join into UTF-8; a byte run that is
+    not UTF-8 gives one U+FFFD per byte, as transformers' ByteFallback decoder).
 Added tokens' lstrip / rstrip / single_word flags are not applied (Gemma sets none of them).
 Agreement with transformers, token for token, is tested on a Gemma-style model (BPE, byte fallback, no
 dummy prefix) in tests/models/test_sentencepiece_tokenizer.py.
@@ -55,7 +56,7 @@ class SentencePieceBackend:
   """A `SentencePieceProcessor` plus added tokens (see module doc).
 
   `added`: {id: (text, special)}; ids at or past the model's piece count extend the vocabulary (as
-  transformers appends them). Invariant: every added text maps to exactly one id.
+  transformers appends them). A text listed under two ids encodes to the later one.
   """
 
   def __init__(self, sp, added: dict[int, tuple[str, bool]], source: str = "tokenizer.model"):
@@ -70,10 +71,6 @@ class SentencePieceBackend:
   @property
   def vocab_size(self) -> int:
     return max([self.num_pieces] + [i + 1 for i in self.added])
-
-  @property
-  def special_ids(self) -> set[int]:
-    return {i for i, (_, special) in self.added.items() if special}
 
   def serialized_model(self) -> bytes:
     return self.sp.serialized_model_proto()

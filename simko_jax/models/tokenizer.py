@@ -112,8 +112,9 @@ class Tokenizer:
 
   @property
   def model_vocab_size(self) -> int:
-    """Ids the vocabulary proper spans (SentencePiece pieces / tokenizer.json model vocab), added tokens
-    past its end excluded (Gemma 3 1B's tokenizer adds <image_soft_token> at id 262144 = its vocab_size)."""
+    """Ids the vocabulary proper spans (SentencePiece pieces / tokenizer.json model vocab): added tokens
+    past its end are excluded (a multimodal checkpoint's tokenizer may add e.g. image tokens that its
+    text model has no embedding rows for)."""
     if self._kind == "sentencepiece":
       return self._backend.num_pieces
     return self._backend.get_vocab_size(with_added_tokens=False)
