@@ -123,6 +123,9 @@ class SentencePieceBackend:
     """SentencePiece's decode of ordinary ids, except for a run of byte pieces that is not valid UTF-8:
     transformers' ByteFallback decoder turns every byte of such a run into U+FFFD, where SentencePiece
     replaces only the offending bytes. Sampled ids can form such runs; both decoders agree otherwise."""
+    text = self.sp.decode(run)
+    if "\ufffd" not in text:  # every byte run was valid UTF-8 (the common case)
+      return text
     groups: list[tuple[bool, list[int]]] = []  # (byte pieces?, ids), maximal runs
     for i in run:
       is_byte = self.sp.is_byte(i)
@@ -130,11 +133,8 @@ class SentencePieceBackend:
         groups[-1][1].append(i)
       else:
         groups.append((is_byte, [i]))
-    texts = [_utf8_or_replacement(bytes(int(self.sp.id_to_piece(i)[1:-1], 16) for i in ids))
-             if is_byte else None for is_byte, ids in groups]
-    if "\ufffd" not in "".join(t for t in texts if t):
-      return self.sp.decode(run)
-    return "".join(t if t is not None else self.sp.decode(ids) for t, (_, ids) in zip(texts, groups))
+    return "".join(_utf8_or_replacement(bytes(int(self.sp.id_to_piece(i)[1:-1], 16) for i in ids))
+                   if is_byte else self.sp.decode(ids) for is_byte, ids in groups)
 
 
 def _utf8_or_replacement(raw: bytes) -> str:
