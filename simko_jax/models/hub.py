@@ -29,8 +29,9 @@ import re
 
 from simko_jax.models.errors import MissingModelFileError, ModelLoadError, one_line
 
-TOKENIZER_PATTERNS = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                      "chat_template.jinja", "chat_template.json")  # what `Tokenizer.load` reads
+TOKENIZER_PATTERNS = ("config.json", "tokenizer.json", "tokenizer.model", "tokenizer_config.json",
+                      "special_tokens_map.json", "chat_template.jinja",
+                      "chat_template.json")  # what `Tokenizer.load` reads (tokenizer.model: SentencePiece)
 ALLOW_PATTERNS = TOKENIZER_PATTERNS + ("generation_config.json", "*.safetensors",
                                       "model.safetensors.index.json")
 IGNORE_PATTERNS = ("*/*",)  # fnmatch's "*" crosses "/": this drops every file inside a sub-folder

@@ -4,11 +4,14 @@ depends on the model directory the run started from.
 Layout written by `save_tokenizer(tokenizer, directory)` (the HF "fast tokenizer" files):
   tokenizer.json            the `tokenizers` backend (for a GGUF source: its vocab/merges/added tokens
                             converted to HF format by `Tokenizer.from_gguf`)
-  tokenizer_config.json     tokenizer_class, bos/eos/pad token strings, model_max_length
+  tokenizer.model           instead of tokenizer.json for a SentencePiece tokenizer (Gemma): the model
+  tokenizer_config.json     tokenizer_class, bos/eos/pad token strings, model_max_length (for
+                            SentencePiece: the source's config, its added tokens and add_bos_token)
   special_tokens_map.json   bos/eos/pad token strings
   chat_template.jinja       the chat template (when the tokenizer has one)
   simko_tokenizer.json      {"kind": "tokenizers" | "char", "eos_id", "pad_id", "bos_id"}: what
                             `load_tokenizer` rebuilds; for the character tokenizer it is the only file
+                            (kind "sentencepiece" for a tokenizer.model)
 `load_tokenizer(directory)` reads it back (`Tokenizer.from_hf_dir`, or `CharTokenizer`). Paths go
 through `etils.epath`, so `gs://` directories work; a remote directory is copied to a local temp dir
 first (the `tokenizers` library reads local files only).
@@ -23,7 +26,8 @@ from typing import Any
 from etils import epath
 
 MARKER = "simko_tokenizer.json"
-HF_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja")
+HF_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json",
+            "chat_template.jinja")
 
 
 def has_tokenizer(directory) -> bool:
@@ -40,10 +44,10 @@ def _token(tokenizer: Any, token_id: int | None, fallback: str | None) -> str | 
 
 
 def save_tokenizer(tokenizer: Any, directory, *, model_max_length: int | None = None) -> epath.Path:
-  """Write `tokenizer` (a `Tokenizer` over `tokenizers`, or a `CharTokenizer`) into `directory`.
+  """Write `tokenizer` (a `Tokenizer` over `tokenizers` or SentencePiece, or a `CharTokenizer`) into
+  `directory`.
 
   The marker file is written last, so a crash mid-write leaves a directory `has_tokenizer` rejects.
-  Raises ValueError for a SentencePiece-backed tokenizer (no tokenizer.json to write).
   """
   from simko_jax.models.char_tokenizer import CharTokenizer
   out = epath.Path(directory)
@@ -52,23 +56,29 @@ def save_tokenizer(tokenizer: Any, directory, *, model_max_length: int | None = 
   if isinstance(tokenizer, CharTokenizer):
     (out / MARKER).write_text(json.dumps({"kind": "char", **ids}, indent=2))
     return out
-  if getattr(tokenizer, "_kind", None) != "tokenizers":
-    raise ValueError("only tokenizers-library (tokenizer.json / GGUF) and character tokenizers can be "
-                     "written to a checkpoint; a SentencePiece .model tokenizer cannot")
+  kind = getattr(tokenizer, "_kind", None)
+  if kind not in ("tokenizers", "sentencepiece"):
+    raise ValueError(f"cannot write a {type(tokenizer).__name__} to a checkpoint: only tokenizers-library "
+                     "(tokenizer.json / GGUF), SentencePiece and character tokenizers")
   tokens = {"bos_token": _token(tokenizer, tokenizer.bos_id, tokenizer.bos_token),
             "eos_token": _token(tokenizer, tokenizer.eos_id, tokenizer.eos_token),
             "pad_token": _token(tokenizer, tokenizer.pad_id, None)}
   tokens = {k: v for k, v in tokens.items() if v is not None}
-  (out / "tokenizer.json").write_text(tokenizer._backend.to_str())
-  config = {"tokenizer_class": "PreTrainedTokenizerFast", "clean_up_tokenization_spaces": False,
-            "add_bos_token": False, "add_eos_token": False, **tokens}
+  if kind == "sentencepiece":
+    (out / "tokenizer.model").write_bytes(tokenizer._backend.serialized_model())
+    config = {k: v for k, v in tokenizer.config.items() if k != "chat_template"}
+    config.update(tokens, add_bos_token=tokenizer.add_bos_token, add_eos_token=tokenizer.add_eos_token)
+  else:
+    (out / "tokenizer.json").write_text(tokenizer._backend.to_str())
+    config = {"tokenizer_class": "PreTrainedTokenizerFast", "clean_up_tokenization_spaces": False,
+              "add_bos_token": False, "add_eos_token": False, **tokens}
   if model_max_length:
     config["model_max_length"] = int(model_max_length)
   (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
   (out / "special_tokens_map.json").write_text(json.dumps(tokens, indent=2))
   if tokenizer.chat_template:
     (out / "chat_template.jinja").write_text(tokenizer.chat_template)
-  (out / MARKER).write_text(json.dumps({"kind": "tokenizers", **ids}, indent=2))
+  (out / MARKER).write_text(json.dumps({"kind": kind, **ids}, indent=2))
   return out
 
 

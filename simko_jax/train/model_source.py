@@ -90,4 +90,14 @@ def load_model_and_tokenizer(model_cfg, seed: int = 0, mesh=None) -> tuple[Trans
   path = resolve_checkpoint(model_cfg.checkpoint, model_cfg.get("hub_cache_dir", ""))
   model, _ = load_pretrained(path, dtype=dtype, param_dtype=param_dtype, mesh=mesh, **overrides)
   from simko_jax.models import Tokenizer
-  return model, Tokenizer.load(path), model_cfg.checkpoint
+  from simko_jax.models.tokenizer import check_vocab_size
+  tokenizer = Tokenizer.load(path)
+  check_vocab_size(tokenizer, model.cfg.vocab_size, vocab_size_field(path))
+  return model, tokenizer, model_cfg.checkpoint
+
+
+def vocab_size_field(path: str) -> str:
+  """Where a checkpoint keeps its vocab size, for messages: `<dir>/config.json vocab_size` or the GGUF key."""
+  if os.path.isdir(path):
+    return f"{os.path.join(path, 'config.json')} vocab_size"
+  return f"{path} llama.vocab_size" if path.endswith(".gguf") else f"{path} vocab_size"

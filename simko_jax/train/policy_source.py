@@ -158,12 +158,18 @@ def tokenizer_dir(source: PolicySource) -> epath.Path:
 def load_tokenizer_of(source: PolicySource):
   """The policy's tokenizer: from the checkpoint's tokenizer files, else (old checkpoints, HF, GGUF)
   from the recorded / given source."""
-  from simko_jax.models.tokenizer import Tokenizer
+  from simko_jax.models.tokenizer import Tokenizer, check_vocab_size
   from simko_jax.models.tokenizer_files import has_tokenizer, load_tokenizer
+  from simko_jax.train.model_source import vocab_size_field
   if source.kind != "run":
-    return Tokenizer.load(source.path)
+    tokenizer = Tokenizer.load(source.path)
+    check_vocab_size(tokenizer, source.model_config.get("vocab_size"), vocab_size_field(source.path))
+    return tokenizer
   if has_tokenizer(tokenizer_dir(source)):
-    return load_tokenizer(tokenizer_dir(source))
+    tokenizer = load_tokenizer(tokenizer_dir(source))
+    check_vocab_size(tokenizer, source.model_config.get("vocab_size"),
+                     f"the model_config vocab_size of checkpoint step {source.step} in {source.path}")
+    return tokenizer
   recorded = source.meta.get("tokenizer")
   from simko_jax.train.model_source import resolve_tokenizer
   try:
@@ -178,7 +184,7 @@ def load_tokenizer_of(source: PolicySource):
 
 def write_run_tokenizer(ckpt_dir, tokenizer, *, model_max_length: int | None = None) -> bool:
   """Write the run's tokenizer files into `<ckpt_dir>/tokenizer/` once (process 0 only); returns whether
-  it wrote. A SentencePiece tokenizer is skipped (the recorded source is used on load)."""
+  it wrote. A tokenizer `save_tokenizer` cannot write is skipped (the recorded source is used on load)."""
   import jax
 
   from simko_jax.models.tokenizer_files import has_tokenizer, save_tokenizer

@@ -126,7 +126,9 @@ def build_run(cfg) -> Run:
   ref_params = jax.tree.map(lambda x: x.copy(), params) if cfg.algo.kl_coef > 0 else None
 
   pipeline = prompt_pipeline(cfg, examples, tokenizer)
-  sampler = Sampler(graphdef, pad_id=tokenizer.pad_id, stop_ids=(tokenizer.eos_id,),
+  # EOS plus chat turn ends (Gemma's <end_of_turn>); the character tokenizer has EOS only.
+  stop_ids = getattr(tokenizer, "stop_ids", (tokenizer.eos_id,))
+  sampler = Sampler(graphdef, pad_id=tokenizer.pad_id, stop_ids=stop_ids,
                     mesh=mesh if mesh.size > 1 else None, prompt_bucket=cfg.data.prompt_bucket)
   pool = VerifierPool(cfg.rewards.num_workers, cfg.rewards.timeout_s, default_source=None,
                       math_extraction=cfg.rewards.math_extraction)

@@ -175,7 +175,7 @@ def test_an_existing_local_path_is_never_a_hub_id(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("filename, fetched", [
     ("config.json", True), ("generation_config.json", True), ("tokenizer.json", True),
-    ("tokenizer_config.json", True), ("model-00001-of-00004.safetensors", True),
+    ("tokenizer_config.json", True), ("tokenizer.model", True), ("model-00001-of-00004.safetensors", True),
     ("model.safetensors.index.json", True), ("chat_template.jinja", True),
     ("pytorch_model.bin", False), ("original/consolidated.00.pth", False),
     ("original/model.safetensors", False), ("model.gguf", False), ("README.md", False),
