@@ -9,7 +9,7 @@ Layout written by `save_tokenizer(tokenizer, directory)` (the HF "fast tokenizer
                             SentencePiece: the source's config, its added tokens and add_bos_token)
   special_tokens_map.json   bos/eos/pad token strings
   chat_template.jinja       the chat template (when the tokenizer has one)
-  simko_tokenizer.json      {"kind": "tokenizers" | "char", "eos_id", "pad_id", "bos_id"}: what
+  simko_tokenizer_meta.json {"kind": "tokenizers" | "char", "eos_id", "pad_id", "bos_id"}: what
                             `load_tokenizer` rebuilds; for the character tokenizer it is the only file
                             (kind "sentencepiece" for a tokenizer.model)
 `load_tokenizer(directory)` reads it back (`Tokenizer.from_hf_dir`, or `CharTokenizer`). Paths go
@@ -25,14 +25,26 @@ from typing import Any
 
 from etils import epath
 
-MARKER = "simko_tokenizer.json"
+MARKER = "simko_tokenizer_meta.json"
+# The marker's name until 2026-12-08, still read. Renamed because transformers picks its tokenizer backend
+# by a substring test on file names: next to "simko_tokenizer.json" it assumed a tokenizer.json and
+# built an empty tokenizer from a SentencePiece (Gemma) directory.
+OLD_MARKER = "simko_tokenizer.json"
 HF_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json",
             "chat_template.jinja")
 
 
 def has_tokenizer(directory) -> bool:
   """Whether `directory` holds a complete `save_tokenizer` output (its marker is written last)."""
-  return (epath.Path(directory) / MARKER).exists()
+  return _marker(epath.Path(directory)) is not None
+
+
+def _marker(directory: epath.Path) -> epath.Path | None:
+  """The directory's marker file (current name first, then the old one), or None."""
+  for name in (MARKER, OLD_MARKER):
+    if (directory / name).exists():
+      return directory / name
+  return None
 
 
 def _token(tokenizer: Any, token_id: int | None, fallback: str | None) -> str | None:
@@ -87,9 +99,10 @@ def load_tokenizer(directory):
   from simko_jax.models.char_tokenizer import CharTokenizer
   from simko_jax.models.tokenizer import Tokenizer
   src = epath.Path(directory)
-  if not (src / MARKER).exists():
+  marker = _marker(src)
+  if marker is None:
     raise FileNotFoundError(f"no tokenizer files ({MARKER}) in {str(src)!r}")
-  info = json.loads((src / MARKER).read_text())
+  info = json.loads(marker.read_text())
   if info.get("kind") == "char":
     return CharTokenizer()
   if _is_local(src):
@@ -109,9 +122,12 @@ def copy_tokenizer(src, dst) -> None:
   """Copy the tokenizer files of `src` into `dst` (either may be a gs:// path); marker last."""
   src, dst = epath.Path(src), epath.Path(dst)
   dst.mkdir(parents=True, exist_ok=True)
-  for name in HF_FILES + (MARKER,):
+  for name in HF_FILES:
     if (src / name).exists():
       (dst / name).write_bytes((src / name).read_bytes())
+  marker = _marker(src)
+  if marker is not None:  # an old-named marker is copied under the current name
+    (dst / MARKER).write_bytes(marker.read_bytes())
 
 
 def _is_local(path: epath.Path) -> bool:

@@ -175,17 +175,11 @@ def test_checkpoint_tokenizer_files_round_trip(tmp_path, pair):
   import transformers
 
   from simko_jax.models.tokenizer_files import load_tokenizer, save_tokenizer
-  from simko_jax.models.tokenizer_files import HF_FILES
   ours, ref = pair
   save_tokenizer(ours, tmp_path / "saved", model_max_length=4096)
   back = load_tokenizer(tmp_path / "saved")
-  # transformers 5.24 reads the HF files alone: next to our marker simko_tokenizer.json it assumes a
-  # tokenizer.json exists (a substring test on the file names) and skips tokenizer.model.
-  (tmp_path / "hf").mkdir()
-  for name in HF_FILES:
-    if (tmp_path / "saved" / name).exists():
-      shutil.copy(tmp_path / "saved" / name, tmp_path / "hf" / name)
-  hf = transformers.AutoTokenizer.from_pretrained(str(tmp_path / "hf"), local_files_only=True)
+  # The saved directory as is, marker included (transformers picks its backend by file-name substrings).
+  hf = transformers.AutoTokenizer.from_pretrained(str(tmp_path / "saved"), local_files_only=True)
   assert hf.chat_template == ours.chat_template
   assert back._kind == "sentencepiece" and back.chat_template == ours.chat_template
   assert (back.eos_id, back.bos_id, back.pad_id, back.stop_ids, back.vocab_size) == \

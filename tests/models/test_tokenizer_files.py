@@ -61,3 +61,17 @@ def test_char_tokenizer_and_incomplete_dir(tmp_path):
   assert not has_tokenizer(tmp_path / "partial")
   with pytest.raises(FileNotFoundError, match=MARKER):
     load_tokenizer(tmp_path / "partial")
+
+
+def test_directory_with_the_old_marker_name_still_loads(hf_dir, tmp_path):  # noqa: F811
+  """Checkpoints written before the marker's rename (simko_tokenizer.json) restore, and a copy of one
+  carries the marker under its current name."""
+  from simko_jax.models.tokenizer_files import OLD_MARKER, copy_tokenizer
+  original = Tokenizer.load(str(hf_dir))
+  save_tokenizer(original, tmp_path / "t")
+  (tmp_path / "t" / MARKER).rename(tmp_path / "t" / OLD_MARKER)
+  assert has_tokenizer(tmp_path / "t")
+  _same(load_tokenizer(tmp_path / "t"), original)
+  copy_tokenizer(tmp_path / "t", tmp_path / "copy")
+  assert (tmp_path / "copy" / MARKER).exists() and not (tmp_path / "copy" / OLD_MARKER).exists()
+  _same(load_tokenizer(tmp_path / "copy"), original)

@@ -64,7 +64,7 @@ def test_tiny_run_writes_metrics_checkpoints_and_evals(tmp_path):
   assert abs(lines[0]["ppo_kl"]) < 1e-5
   assert lines[0]["num_loss_tokens"] > 0
   assert sorted(int(p) for p in os.listdir(tmp_path / "checkpoints") if p.isdigit())[-1] == 2
-  marker = json.loads((tmp_path / "checkpoints" / "tokenizer" / "simko_tokenizer.json").read_text())
+  marker = json.loads((tmp_path / "checkpoints" / "tokenizer" / "simko_tokenizer_meta.json").read_text())
   assert marker["kind"] == "char"  # the run's tokenizer travels with its checkpoints
   for tag in ("before", "after"):
     result = json.loads((tmp_path / f"eval_{tag}.json").read_text())
