@@ -144,26 +144,36 @@ class _State(NamedTuple):
   prod_L: tuple         # (num, den) int64 [L], op int32 [L] (0 none, 3 '*', 4 '/')
 
 
+def _get(values_L, level):
+  """values_L[level] as a one-hot sum (cheaper than a gather once vmapped)."""
+  return jnp.sum(jnp.where(jnp.arange(_LEVELS) == level, values_L, 0))
+
+
+def _set(values_L, level, value, when=True):
+  return jnp.where((jnp.arange(_LEVELS) == level) & when, value, values_L)
+
+
 def _apply_factor(s: _State, level, factor, numbers_N, is_literal):
   """Multiply / divide the level's product by `factor` (or start it)."""
   (pn, pd, pop) = s.prod_L
-  current = (pn[level], pd[level])
-  new = _rational(pop[level], current, factor)
-  new = (jnp.where(pop[level] == 0, factor[0], new[0]), jnp.where(pop[level] == 0, factor[1], new[1]))
-  error = s.error | ((pop[level] == 4) & (factor[0] == 0))
+  op = _get(pop, level)
+  new = _rational(op, (_get(pn, level), _get(pd, level)), factor)
+  new = (jnp.where(op == 0, factor[0], new[0]), jnp.where(op == 0, factor[1], new[1]))
+  error = s.error | ((op == 4) & (factor[0] == 0))
   matches = numbers_N == factor[0]
   error |= is_literal & ~jnp.any(matches)
   used = s.used_N + (is_literal & matches).astype(jnp.int32)
-  prod = (pn.at[level].set(new[0]), pd.at[level].set(new[1]), pop.at[level].set(0))
+  prod = (_set(pn, level, new[0]), _set(pd, level, new[1]), _set(pop, level, 0))
   return s._replace(prod_L=prod, error=error, used_N=used)
 
 
 def _finish(s: _State, level):
   """The level's value: pending sum op applied to the product."""
   (sn, sd, sop), (pn, pd, _) = s.sum_L, s.prod_L
-  term = (pn[level], pd[level])
-  folded = _rational(sop[level], (sn[level], sd[level]), term)
-  return (jnp.where(sop[level] == 0, term[0], folded[0]), jnp.where(sop[level] == 0, term[1], folded[1]))
+  term = (_get(pn, level), _get(pd, level))
+  op = _get(sop, level)
+  folded = _rational(op, (_get(sn, level), _get(sd, level)), term)
+  return (jnp.where(op == 0, term[0], folded[0]), jnp.where(op == 0, term[1], folded[1]))
 
 
 def _step(s: _State, ch, numbers_N):
@@ -189,10 +199,10 @@ def _step(s: _State, ch, numbers_N):
   (sn, sd, sop), (pn, pd, pop) = s.sum_L, s.prod_L
   folded = _finish(s, level)
   opened = jnp.minimum(level + 1, _LEVELS - 1)
-  sop = jnp.where(is_open, sop.at[opened].set(0), jnp.where(add_op > 0, sop.at[level].set(add_op), sop))
-  sn = jnp.where(add_op > 0, sn.at[level].set(folded[0]), sn)
-  sd = jnp.where(add_op > 0, sd.at[level].set(folded[1]), sd)
-  pop = jnp.where(is_open, pop.at[opened].set(0), jnp.where(mul_op > 0, pop.at[level].set(mul_op), pop))
+  sop = _set(_set(sop, opened, 0, is_open), level, add_op, add_op > 0)
+  sn = _set(sn, level, folded[0], add_op > 0)
+  sd = _set(sd, level, folded[1], add_op > 0)
+  pop = _set(_set(pop, opened, 0, is_open), level, mul_op, mul_op > 0)
   depth = jnp.where(is_open, level + 1, level)
   error |= depth > MAX_DEPTH
   s = s._replace(sum_L=(sn, sd, sop), prod_L=(pn, pd, pop), error=error, depth=jnp.minimum(depth, _LEVELS - 1),

@@ -51,7 +51,7 @@ def trim(a, b, in_set_Y, left: bool = True, right: bool = True):
   if left:
     a = jnp.minimum(next_index(~in_set_Y)[a], b)
   if right:
-    b = jnp.maximum(prev_index(~in_set_Y)[jnp.maximum(b - 1, 0)] + 1, a)
+    b = jnp.where(b > a, jnp.maximum(prev_index(~in_set_Y)[jnp.maximum(b - 1, 0)] + 1, a), a)
   return a, b
 
 
