@@ -9,8 +9,8 @@ code point against `re` and `int`).
 
 Table: one uint8 class byte per code point, bits 0-3 = decimal digit value + 1 (0: not a digit), bit 4 =
 isspace, bit 5 = isalpha; stored two-level (`block_4352` -> `classes_Nx256`, blocks of 256 code points,
-identical blocks shared, about 30 KiB; about a second to build). Code points outside [0, 0x10FFFF] (e.g. the -1 padding of a text
-array) are in no class.
+identical blocks shared, about 30 KiB; about a second to build). Code points outside [0, 0x10FFFF] (e.g.
+the -1 padding of a text array) are in no class.
 """
 
 from __future__ import annotations

@@ -99,7 +99,11 @@ def token_table(tokenizer, vocab_size: int | None = None) -> TokenTable:
   """`TokenTable` of `tokenizer` (numpy arrays), padded with empty entries to `vocab_size` (the model's
   embedding rows may outnumber the tokenizer's ids)."""
   pieces = token_pieces(tokenizer)
-  pieces += [b""] * max(0, (vocab_size or 0) - len(pieces))
+  return table_from_pieces(pieces + [b""] * max(0, (vocab_size or 0) - len(pieces)))
+
+
+def table_from_pieces(pieces: list[bytes]) -> TokenTable:
+  """`TokenTable` (numpy) whose id v decodes to pieces[v]."""
   length_V = np.array([len(p) for p in pieces], np.int32)
   start_V = np.concatenate([[0], np.cumsum(length_V)[:-1]]).astype(np.int32)
   bytes_N = np.frombuffer(b"".join(pieces) or b"\0", np.uint8).copy()

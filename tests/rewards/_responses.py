@@ -107,3 +107,40 @@ def countdown_cases(count: int, seed: int) -> tuple[list[str], list[str]]:
     responses.append(text)
     truths.append(json.dumps({"numbers": numbers, "target": target}))
   return responses, truths
+
+
+def token_rows(smollm2, char, responses: list[str], seed: int, exact_last: int = 0):
+  """Half the responses tokenized by SmolLM2, half by the character tokenizer, in ONE table (char ids
+  shifted past SmolLM2's) so that one jitted call checks both; 5% of the SmolLM2 rows get random single-byte
+  tokens (invalid UTF-8 -> U+FFFD) and every row random masked-out tokens. The last `exact_last` responses
+  are tokenized by SmolLM2 unchanged (their host text is the response itself).
+  Returns (table, tokens_BxR, mask_BxR, host_texts): host_texts are each row's `decode(...)` on the host."""
+  import numpy as np
+
+  from simko_jax.rewards.token_text import table_from_pieces, token_pieces
+  rng = random.Random(seed)
+  smol_pieces = token_pieces(smollm2)
+  shift = len(smol_pieces)
+  single_bytes = [i for i, piece in enumerate(smol_pieces) if len(piece) == 1 and piece[0] >= 0x80]
+  rows, texts = [], []
+  for index, response in enumerate(responses):
+    exact = index >= len(responses) - exact_last
+    if index % 2 == 0 or exact:
+      ids = smollm2.encode(response)
+      if rng.random() < 0.05 and not exact:
+        for _ in range(rng.randint(1, 3)):
+          ids.insert(rng.randint(0, len(ids)), rng.choice(single_bytes))
+      texts.append(smollm2.decode(ids, skip_special_tokens=True))
+      rows.append(ids)
+    else:
+      ids = char.encode(response)
+      texts.append(char.decode(ids, skip_special_tokens=True))
+      rows.append([i + shift for i in ids])
+  width = -(-max(len(r) for r in rows) // 32) * 32 + 4
+  tokens = np.zeros((len(rows), width), np.int32)
+  mask = np.zeros((len(rows), width), np.int32)
+  for i, ids in enumerate(rows):
+    slots = sorted(rng.sample(range(width), len(ids)))  # holes between response tokens are masked out
+    tokens[i] = [rng.randrange(shift) for _ in range(width)]
+    tokens[i, slots], mask[i, slots] = ids, 1
+  return table_from_pieces(smol_pieces + token_pieces(char)), tokens, mask, texts
