@@ -124,7 +124,8 @@ _PASSES = ([("\\times", "*"), ("\\cdot", "*"), ("\\div", "/"), ("×", "*"), ("÷
 
 
 def _rational(op, a, b):
-  """a op b for op in 1 '+', 2 '-', 3 '*', 4 '/' on (num, den) pairs, den > 0 kept (unreduced)."""
+  """a op b for op in 1 '+', 2 '-', 3 '*', 4 '/' on (num, den) pairs, den > 0 kept (unreduced; a zero
+  denominator only after a division by zero)."""
   (an, ad), (bn, bd) = a, b
   num = jnp.where(op == 1, an * bd + bn * ad, jnp.where(op == 2, an * bd - bn * ad,
                                                         jnp.where(op == 3, an * bn, an * bd)))
@@ -133,98 +134,98 @@ def _rational(op, a, b):
   return jnp.where(flip, -num, num), jnp.where(flip, -den, den)
 
 
+class _Level(NamedTuple):
+  """One nesting level: `sum sum_op (product prod_op ...)`; ops 0 none, 1 '+', 2 '-', 3 '*', 4 '/'."""
+  sum_num: jax.Array
+  sum_den: jax.Array
+  sum_op: jax.Array
+  prod_num: jax.Array
+  prod_den: jax.Array
+  prod_op: jax.Array
+
+
 class _State(NamedTuple):
-  depth: jax.Array      # int32: open parentheses
-  expect: jax.Array     # bool: an operand ('(' or a literal) must come next
-  error: jax.Array      # bool: not in the grammar, too deep, division by zero, or a number not given
-  literal: jax.Array    # int64: value of the digit run being read (saturating at LIMIT)
-  in_literal: jax.Array
-  used_N: jax.Array     # int32 [N]: literals equal to each given number
-  sum_L: tuple          # (num, den) int64 [L], op int32 [L] (0 none, 1 '+', 2 '-')
-  prod_L: tuple         # (num, den) int64 [L], op int32 [L] (0 none, 3 '*', 4 '/')
+  depth: jax.Array       # int32: open parentheses
+  expect: jax.Array      # bool: an operand ('(' or a literal) must come next
+  error: jax.Array       # bool: not in the grammar, too deep, division by zero, or a number not given
+  literal: jax.Array     # int64: value of the digit run being read (saturating at LIMIT)
+  in_literal: jax.Array  # bool
+  used_N: jax.Array      # int32 [N]: literals equal to each given number
+  level: _Level          # the innermost open level (int64 scalars)
+  stack_Lx6: jax.Array   # int64 [L, 6]: the enclosing levels, stack_Lx6[k] = level k
 
 
-def _get(values_L, level):
-  """values_L[level] as a one-hot sum (cheaper than a gather once vmapped)."""
-  return jnp.sum(jnp.where(jnp.arange(_LEVELS) == level, values_L, 0))
+def _apply_factor(level: _Level, factor):
+  """Multiply / divide the level's product by `factor` (or start it). Returns (level, divided by zero)."""
+  new = _rational(level.prod_op, (level.prod_num, level.prod_den), factor)
+  start = level.prod_op == 0
+  level = level._replace(prod_num=jnp.where(start, factor[0], new[0]), prod_den=jnp.where(start, factor[1], new[1]),
+                         prod_op=jnp.zeros_like(level.prod_op))
+  return level, (new[1] == 0) & ~start
 
 
-def _set(values_L, level, value, when=True):
-  return jnp.where((jnp.arange(_LEVELS) == level) & when, value, values_L)
+def _finish(level: _Level):
+  """The level's value: its pending sum op applied to its product."""
+  term = (level.prod_num, level.prod_den)
+  folded = _rational(level.sum_op, (level.sum_num, level.sum_den), term)
+  start = level.sum_op == 0
+  return jnp.where(start, term[0], folded[0]), jnp.where(start, term[1], folded[1])
 
 
-def _apply_factor(s: _State, level, factor, numbers_N, is_literal):
-  """Multiply / divide the level's product by `factor` (or start it)."""
-  (pn, pd, pop) = s.prod_L
-  op = _get(pop, level)
-  new = _rational(op, (_get(pn, level), _get(pd, level)), factor)
-  new = (jnp.where(op == 0, factor[0], new[0]), jnp.where(op == 0, factor[1], new[1]))
-  error = s.error | ((op == 4) & (factor[0] == 0))
-  matches = numbers_N == factor[0]
-  error |= is_literal & ~jnp.any(matches)
-  used = s.used_N + (is_literal & matches).astype(jnp.int32)
-  prod = (_set(pn, level, new[0]), _set(pd, level, new[1]), _set(pop, level, 0))
-  return s._replace(prod_L=prod, error=error, used_N=used)
-
-
-def _finish(s: _State, level):
-  """The level's value: pending sum op applied to the product."""
-  (sn, sd, sop), (pn, pd, _) = s.sum_L, s.prod_L
-  term = (_get(pn, level), _get(pd, level))
-  op = _get(sop, level)
-  folded = _rational(op, (_get(sn, level), _get(sd, level)), term)
-  return (jnp.where(op == 0, term[0], folded[0]), jnp.where(op == 0, term[1], folded[1]))
+def _select(when, new, old):
+  return jax.tree.map(lambda a, b: jnp.where(when, a, b), new, old)
 
 
 def _step(s: _State, ch, numbers_N):
   digit = digit_value(ch)
-  one = jnp.int64(1)
+  # A digit run ends at any other character: it is a factor of the current level.
   flush = s.in_literal & (digit < 0)
-  flushed = _apply_factor(s, s.depth, (s.literal, one), numbers_N, True)
-  s = jax.tree.map(lambda new, old: jnp.where(flush, new, old), flushed, s)
-  s = s._replace(expect=s.expect & ~flush, in_literal=s.in_literal & ~flush)
+  matches = numbers_N == s.literal
+  level, by_zero = _apply_factor(s.level, (s.literal, jnp.int64(1)))
+  s = s._replace(level=_select(flush, level, s.level), error=s.error | (flush & (by_zero | ~jnp.any(matches))),
+                 used_N=s.used_N + (flush & matches).astype(jnp.int32), expect=s.expect & ~flush,
+                 in_literal=s.in_literal & ~flush)
   # Digit: extend or start a literal (starting one needs an operand slot).
   grown = jnp.where(s.literal > (LIMIT - 9) // 10, LIMIT, s.literal * 10 + digit)
   s = s._replace(error=s.error | ((digit >= 0) & ~s.in_literal & ~s.expect),
                  literal=jnp.where(digit >= 0, jnp.where(s.in_literal, grown, digit.astype(jnp.int64)), s.literal),
                  in_literal=s.in_literal | (digit >= 0))
   is_open, is_close = ch == ord("("), ch == ord(")")
-  add_op = jnp.where(ch == ord("+"), 1, jnp.where(ch == ord("-"), 2, 0))
-  mul_op = jnp.where(ch == ord("*"), 3, jnp.where(ch == ord("/"), 4, 0))
-  other = ~(is_space(ch) | (ch < 0) | (digit >= 0) | is_open | is_close | (add_op > 0) | (mul_op > 0))
-  error = s.error | other | ((is_open) & ~s.expect) | (((add_op > 0) | (mul_op > 0) | is_close) & s.expect)
-  error |= is_close & (s.depth == 0)
-  # '(' opens a fresh level; '+'/'-' folds the product into the sum; '*'/'/' waits for the next factor.
-  level = s.depth
-  (sn, sd, sop), (pn, pd, pop) = s.sum_L, s.prod_L
-  folded = _finish(s, level)
-  opened = jnp.minimum(level + 1, _LEVELS - 1)
-  sop = _set(_set(sop, opened, 0, is_open), level, add_op, add_op > 0)
-  sn = _set(sn, level, folded[0], add_op > 0)
-  sd = _set(sd, level, folded[1], add_op > 0)
-  pop = _set(_set(pop, opened, 0, is_open), level, mul_op, mul_op > 0)
-  depth = jnp.where(is_open, level + 1, level)
-  error |= depth > MAX_DEPTH
-  s = s._replace(sum_L=(sn, sd, sop), prod_L=(pn, pd, pop), error=error, depth=jnp.minimum(depth, _LEVELS - 1),
-                 expect=jnp.where(is_open | (add_op > 0) | (mul_op > 0), True, s.expect))
-  # ')' closes the level: its value is a factor of the level below.
-  parent = jnp.maximum(s.depth - 1, 0)
-  closed = _apply_factor(s._replace(depth=parent), parent, _finish(s, s.depth), numbers_N, False)
-  closed = closed._replace(expect=jnp.array(False))
-  return jax.tree.map(lambda new, old: jnp.where(is_close, new, old), closed, s)
+  add_op = jnp.where(ch == ord("+"), 1, jnp.where(ch == ord("-"), 2, 0)).astype(jnp.int64)
+  mul_op = jnp.where(ch == ord("*"), 3, jnp.where(ch == ord("/"), 4, 0)).astype(jnp.int64)
+  operator = (add_op > 0) | (mul_op > 0)
+  other = ~(is_space(ch) | (ch < 0) | (digit >= 0) | is_open | is_close | operator)
+  error = s.error | other | (is_open & ~s.expect) | ((operator | is_close) & s.expect)
+  error |= (is_close & (s.depth == 0)) | (is_open & (s.depth >= MAX_DEPTH))
+  # '(' pushes the current level and starts an empty one; '+'/'-' folds the product into the sum;
+  # '*'/'/' waits for the next factor; ')' pops the enclosing level and multiplies the closed value in.
+  cur = s.level
+  value = _finish(cur)
+  folded = cur._replace(sum_num=value[0], sum_den=value[1], sum_op=add_op, prod_op=jnp.zeros_like(cur.prod_op))
+  cur = _select(add_op > 0, folded, _select(mul_op > 0, cur._replace(prod_op=mul_op), cur))
+  slots = jnp.arange(_LEVELS)
+  push = (slots == jnp.minimum(s.depth, _LEVELS - 1)) & is_open
+  stack = jnp.where(push[:, None], jnp.stack(cur)[None, :], s.stack_Lx6)
+  empty = _Level(*(jnp.int64(v) for v in (0, 1, 0, 0, 1, 0)))
+  parent = _Level(*jnp.sum(jnp.where((slots == s.depth - 1)[:, None], s.stack_Lx6, 0), axis=0))
+  closed, by_zero = _apply_factor(parent, value)
+  cur = _select(is_open, empty, _select(is_close, closed, cur))
+  depth = s.depth + is_open.astype(jnp.int32) - is_close.astype(jnp.int32)
+  return s._replace(level=cur, stack_Lx6=stack, depth=jnp.clip(depth, 0, _LEVELS - 1),
+                    error=error | (is_close & by_zero),
+                    expect=jnp.where(is_open | operator, True, jnp.where(is_close, False, s.expect)))
 
 
 def _evaluate(e_E, numbers_N, target):
   """Steps 4-5 on one expression buffer: True iff valid and equal to the target (int64 inputs)."""
-  zeros = jnp.zeros(_LEVELS, jnp.int64)
-  ops = jnp.zeros(_LEVELS, jnp.int32)
+  empty = _Level(*(jnp.int64(v) for v in (0, 1, 0, 0, 1, 0)))
   init = _State(jnp.int32(0), jnp.array(True), jnp.array(False), jnp.int64(0), jnp.array(False),
-                jnp.zeros(numbers_N.shape, jnp.int32), (zeros, zeros + 1, ops), (zeros, zeros + 1, ops))
+                jnp.zeros(numbers_N.shape, jnp.int32), empty, jnp.zeros((_LEVELS, 6), jnp.int64))
   s, _ = jax.lax.scan(lambda s, ch: (_step(s, ch, numbers_N), None), init, jnp.append(e_E, -1))
   error = s.error | s.expect | (s.depth != 0) | s.in_literal
   available = jnp.sum(numbers_N[:, None] == numbers_N[None, :], axis=1)
   error |= jnp.any(s.used_N > available)
-  num, den = _finish(s, 0)
+  num, den = _finish(s.level)
   safe = jnp.where(den == 0, 1, den)
   return ~error & (den != 0) & (num % safe == 0) & (num // safe == target)
 

@@ -3,8 +3,8 @@
 
 A row is `chars_X` (int32 code points, PAD = -1 past its length; PAD is in no character class and equals no
 character, so "the first position whose char is not X" stops at the text's end by itself). A span is a pair
-of int32 positions [a, b). Every function is pure and jittable; the only sequential piece is
-`last_chain_match` (a `lax.scan` over X positions with three int32 carries).
+of int32 positions [a, b). Every function is pure, jittable and free of sequential loops over the text
+(running counts, cummin/cummax and gathers only).
 """
 
 from __future__ import annotations
@@ -61,18 +61,22 @@ def in_span(a, b, size: int):
 
 
 def last_chain_match(match_Y, end_Y):
-  """`re.findall` order: from 0, take the leftmost k with match_Y[k], jump to end_Y[k], repeat.
-  Returns the last match taken: (start, end), (-1, -1) if none."""
-  def step(carry, x):
-    resume, start, end = carry
-    k, hit, stop = x
-    take = hit & (k >= resume)
-    return (jnp.where(take, stop, resume), jnp.where(take, k, start), jnp.where(take, stop, end)), None
-
-  init = (jnp.int32(0), jnp.int32(-1), jnp.int32(-1))
-  xs = (jnp.arange(match_Y.shape[0], dtype=jnp.int32), match_Y, end_Y.astype(jnp.int32))
-  (_, start, end), _ = jax.lax.scan(step, init, xs)
-  return start, end
+  """`re.findall` order: from 0, take the leftmost k with match_Y[k], resume at end_Y[k], repeat.
+  Returns the last match taken: (start, end), (-1, -1) if none. No scan: each match start points to the
+  next one taken after it (a fixed point for the last), and pointer doubling follows the chain in
+  ceil(log2(Y)) gathers."""
+  size = match_Y.shape[0]
+  idx = jnp.arange(size)
+  first_from = next_index(match_Y)  # the leftmost match start at or after k
+  resume = jnp.minimum(end_Y, size - 1)
+  following = jnp.where(end_Y < size, first_from[resume], size)
+  hop = jnp.where(match_Y & (following < size), following, idx)
+  for _ in range(max(1, (size - 1).bit_length())):
+    hop = hop[hop]
+  first = first_from[0]
+  last = hop[jnp.minimum(first, size - 1)]
+  found = first < size
+  return jnp.where(found, last, -1), jnp.where(found, end_Y[last], -1)
 
 
 def _brace_depth(c_Y):

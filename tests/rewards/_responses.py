@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import random
 
+MAX_CHARS = 400  # longer than the host's 300-character expression limit, short enough for fast tests
 _DIGIT_SETS = ("0123456789", "٠١٢٣٤٥٦٧٨٩", "０１２３４５６７８９", "०१२३४५६७८९")
 _NOISE = [" ", "  ", "\t", "\n", "\xa0", "\u3000", "\u2009", "$", ".", ",", "-", "--", "{", "}", "\\{", "\\}",
           "\\", "é", "😀", "x", "=", "So ", "The answer is ", "\\frac{1}{2}", "\\boxed{", "\\boxed", "\\fbox",
@@ -104,7 +105,7 @@ def countdown_cases(count: int, seed: int) -> tuple[list[str], list[str]]:
     text = _wrap(expression, rng)
     if rng.random() < 0.3:
       text = rng.choice(_NOISE) + text + rng.choice(_NOISE)
-    responses.append(text)
+    responses.append(text[:MAX_CHARS])  # a cut response is one more adversarial case; X stays small
     truths.append(json.dumps({"numbers": numbers, "target": target}))
   return responses, truths
 
