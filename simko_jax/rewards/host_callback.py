@@ -25,6 +25,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from simko_jax.rewards.registry import get_reward_fn
+
 
 class HostRewards:
   """Rewards of `pool` (a `VerifierPool`) for token rows, callable inside `jax.jit`."""
@@ -42,6 +44,9 @@ class HostRewards:
     """Host: remember (ground truth, data source) pairs; returns {"truth_id": int32 [P]} for the program."""
     if len(ground_truths) != len(data_sources):
       raise ValueError(f"{len(ground_truths)} ground truths but {len(data_sources)} data sources")
+    for source in set(map(str, data_sources)) if self.pool is not None else ():  # unknown source: KeyError now,
+      get_reward_fn(source, default=self.pool.default_source,  # not inside the compiled program
+                    math_extraction=self.pool.math_extraction)
     ids = (self._next_id + np.arange(len(ground_truths))) % 2 ** 31
     self._next_id = (self._next_id + len(ground_truths)) % 2 ** 31
     for i, truth, source in zip(ids, ground_truths, data_sources):

@@ -71,6 +71,11 @@ def test_rows_sharded_over_8_devices(pool, char_tokenizer):
   np.testing.assert_array_equal(step(tokens, mask, truth), np.array(WANT * 2) * 2.0)
 
 
+def test_unknown_data_source_fails_in_prepare(pool, char_tokenizer):
+  with pytest.raises(KeyError, match="no reward function for data source 'nonsense'"):
+    HostRewards(pool, char_tokenizer).prepare(["1"], ["nonsense"])
+
+
 def test_prepare_keeps_the_last_capacity_ids(char_tokenizer):
   host = HostRewards(pool=None, tokenizer=char_tokenizer, capacity=4)
   first = host.prepare(["1", "2", "3"], ["arith"] * 3)["truth_id"]
