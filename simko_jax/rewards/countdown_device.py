@@ -12,10 +12,12 @@ Steps, each the host's (tests/rewards/test_countdown_device.py compares >= 10,00
      \\times \\cdot \\div × ÷ x X (no replacement can create or break another's match: each pattern has one
      backslash, at its start, and the results '*' '/' occur in none), then \\left, then \\right (removing
      \\left can create \\right, "\\ri\\leftght"), then \\( and \\) together.
-  4. one `lax.scan` over the characters: digit runs (Unicode `\\d`) are literals, whitespace is skipped,
-     + - * / ( ) drive an operator-precedence evaluator with one (sum, product) accumulator pair per
-     nesting level (33 levels: deeper than MAX_DEPTH = 32 is an error, as on the host), anything else is
-     an error. Literals must be a sub-multiset of the given numbers.
+  4. one `lax.scan` over the 301 characters: digit runs (Unicode `\\d`) are literals, whitespace is skipped,
+     + - * / ( ) drive an operator-precedence evaluator (the innermost level's pending sum and product in
+     the carry, enclosing levels on a fixed [34, 6] stack: '(' pushes, ')' pops; deeper than MAX_DEPTH = 32
+     is an error, as on the host), anything else is an error. The grammar's alternation (operand, operator,
+     operand, ...) is one boolean, so every error of the recursive-descent parser is an error here and
+     vice versa. Literals must be a sub-multiset of the given numbers.
   5. exact rationals as unreduced int64 numerator/denominator pairs. No overflow for any expression that
      passes step 4: with k <= N literals x_i, every intermediate numerator and denominator is at most
      2^(k-1) * prod(max(x_i, 1)) (height(a +- b) <= 2 height(a) height(b), height(a * b), height(a / b)

@@ -39,7 +39,7 @@ class DeviceReward:
   """An on-device verifier ("boxed" / "plain" arith, or "countdown") over a tokenizer's token table.
 
   `max_chars`: code points of each response the verifier sees (the last ones), as `VerifierPool`'s
-  `max_response_chars`; default min(R * longest token, 20,000), where no response is ever cut.
+  `max_response_chars`; default min(R * longest token, 20,000): the pool's default cut, exactly.
   """
 
   on_device = True

@@ -14,9 +14,9 @@ most 3 bytes back or ahead) and compact the code points to the left of a [B, X] 
 
 Exactness: the device text equals the host text code point for code point, U+FFFD included, except that
 only the LAST `max_chars` code points are kept (`truncated_B` says where it happened), which is exactly what
-`VerifierPool(max_response_chars=max_chars)` does to the host text before checking. With
-`max_chars >= min(R * max_token_bytes, pool.max_response_chars)` the device verifiers therefore see what the
-pool's verifiers see.
+`VerifierPool(max_response_chars=max_chars)` does to the host text before checking. A text has at most
+R * max_token_bytes code points, so with max_chars = min(R * max_token_bytes, pool.max_response_chars) (the
+default of `on_device.DeviceReward`) the device verifiers see exactly what the pool's verifiers see.
 """
 
 from __future__ import annotations
