@@ -22,7 +22,7 @@ Steps, each the host's (tests/rewards/test_countdown_device.py compares >= 10,00
      passes step 4: with k <= N literals x_i, every intermediate numerator and denominator is at most
      2^(k-1) * prod(max(x_i, 1)) (height(a +- b) <= 2 height(a) height(b), height(a * b), height(a / b)
      <= height(a) height(b)), and `countdown_truth` refuses a problem whose bound 2^(N-1) * prod(max(|n|, 1))
-     reaches 2^62. Literals saturate at 2^62 (never a given number); the final value p/q equals the target
+     reaches 2^61. Literals saturate at 2^62 (never a given number); the final value p/q equals the target
      iff q | p and p // q == target (no multiplication). int64 is used inside `jax.enable_x64` only; inputs
      and outputs are int32 / float32.
 """
@@ -38,10 +38,10 @@ import numpy as np
 
 from simko_jax.rewards.char_classes import digit_value, is_space
 from simko_jax.rewards.countdown_check import MAX_DEPTH, MAX_EXPRESSION_CHARS
-from simko_jax.rewards.text_spans import (last_boxed, last_chain_match, matches_at, next_index, one_of, pad_row,
-                                          trim)
+from simko_jax.rewards.text_spans import last_boxed, last_chain_match, matches_at, next_index, pad_row, trim
 
-LIMIT = 2 ** 62  # literal saturation value and the bound every exact intermediate stays under
+BOUND = 2 ** 61  # every exact intermediate stays under it (module docstring, step 5)
+LIMIT = 2 ** 62  # literals saturate here: above BOUND, so never a given number
 _LEVELS = MAX_DEPTH + 2  # level 0 plus 32 nested levels, plus one slot that only an error reaches
 _OPEN_TAG, _CLOSE_TAG = "<answer>", "</answer>"
 
@@ -49,7 +49,7 @@ _OPEN_TAG, _CLOSE_TAG = "<answer>", "</answer>"
 class CountdownTruth(NamedTuple):
   """Problems as arrays; int64 values as (high, low) int32 halves, v = high * 2^31 + low:
     numbers_BxNx2  int32 [B, N, 2]  the given numbers (rows with fewer: -1, which no literal equals)
-    target_Bx2     int32 [B, 2]     the target (clipped to +-2^62: no valid expression reaches beyond)"""
+    target_Bx2     int32 [B, 2]     the target, clipped to +-2^61 (no valid expression reaches +-2^61)"""
   numbers_BxNx2: jax.Array
   target_Bx2: jax.Array
 
@@ -70,10 +70,10 @@ def countdown_truth(ground_truths: Sequence[str]) -> CountdownTruth:
     except (ValueError, KeyError, TypeError) as err:
       raise ValueError(f"bad countdown ground truth {truth!r}: {err}") from None
     bound = 2 ** max(len(numbers) - 1, 0) * int(np.prod([max(abs(n), 1) for n in numbers], dtype=object))
-    if bound >= LIMIT:
+    if bound >= BOUND:
       raise ValueError(f"countdown problem {truth!r} is too large for exact int64 arithmetic on device "
-                       f"(2^(N-1) * prod(numbers) = {bound} >= 2^62); use the host reward callback")
-    problems.append((numbers, max(-LIMIT, min(LIMIT, target))))
+                       f"(2^(N-1) * prod(numbers) = {bound} >= 2^61); use the host reward callback")
+    problems.append((numbers, max(-BOUND, min(BOUND, target))))
   width = max([len(n) for n, _ in problems], default=1)
   numbers = np.full((len(problems), width), -1, np.int64)
   for row, (values, _) in enumerate(problems):

@@ -111,10 +111,10 @@ def countdown_cases(count: int, seed: int) -> tuple[list[str], list[str]]:
 
 
 def token_rows(smollm2, char, responses: list[str], seed: int, exact_last: int = 0):
-  """Half the responses tokenized by SmolLM2, half by the character tokenizer, in ONE table (char ids
-  shifted past SmolLM2's) so that one jitted call checks both; 5% of the SmolLM2 rows get random single-byte
-  tokens (invalid UTF-8 -> U+FFFD) and every row random masked-out tokens. The last `exact_last` responses
-  are tokenized by SmolLM2 unchanged (their host text is the response itself).
+  """Every response tokenized twice, rows [0, N) by SmolLM2 and rows [N, 2N) by the character tokenizer,
+  in ONE table (char ids shifted past SmolLM2's) so that one jitted call checks both. 5% of the SmolLM2 rows
+  get random single-byte tokens (invalid UTF-8 -> U+FFFD), except the last `exact_last` (whose host text is
+  then the response itself); every row gets random masked-out tokens between its own.
   Returns (table, tokens_BxR, mask_BxR, host_texts): host_texts are each row's `decode(...)` on the host."""
   import numpy as np
 
@@ -125,18 +125,16 @@ def token_rows(smollm2, char, responses: list[str], seed: int, exact_last: int =
   single_bytes = [i for i, piece in enumerate(smol_pieces) if len(piece) == 1 and piece[0] >= 0x80]
   rows, texts = [], []
   for index, response in enumerate(responses):
-    exact = index >= len(responses) - exact_last
-    if index % 2 == 0 or exact:
-      ids = smollm2.encode(response)
-      if rng.random() < 0.05 and not exact:
-        for _ in range(rng.randint(1, 3)):
-          ids.insert(rng.randint(0, len(ids)), rng.choice(single_bytes))
-      texts.append(smollm2.decode(ids, skip_special_tokens=True))
-      rows.append(ids)
-    else:
-      ids = char.encode(response)
-      texts.append(char.decode(ids, skip_special_tokens=True))
-      rows.append([i + shift for i in ids])
+    ids = smollm2.encode(response)
+    if rng.random() < 0.05 and index < len(responses) - exact_last:
+      for _ in range(rng.randint(1, 3)):
+        ids.insert(rng.randint(0, len(ids)), rng.choice(single_bytes))
+    texts.append(smollm2.decode(ids, skip_special_tokens=True))
+    rows.append(ids)
+  for response in responses:
+    ids = char.encode(response)
+    texts.append(char.decode(ids, skip_special_tokens=True))
+    rows.append([i + shift for i in ids])
   width = -(-max(len(r) for r in rows) // 32) * 32 + 4
   tokens = np.zeros((len(rows), width), np.int32)
   mask = np.zeros((len(rows), width), np.int32)

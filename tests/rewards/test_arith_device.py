@@ -1,5 +1,6 @@
 """arith_device: equal to `arith_reward` / `final_number_reward`, reward for reward, on 10,000 random and
-adversarial responses plus hand-picked ones (SmolLM2 and character tokenizer), in one jitted call."""
+adversarial responses plus hand-picked ones, each tokenized by SmolLM2 and by the character tokenizer,
+in one jitted call."""
 import jax
 import numpy as np
 import pytest
@@ -23,7 +24,7 @@ HAND_PICKED = [("\\boxed{42}", "42", 1, 1), ("\\boxed{042}", "42", 1, 1), ("\\bo
 def scored(smollm2_tokenizer, char_tokenizer):
   generated, generated_truths = arith_cases(NUM_RESPONSES, seed=0)
   responses = generated + [case[0] for case in HAND_PICKED]
-  truths = generated_truths + [case[1] for case in HAND_PICKED]
+  truths = (generated_truths + [case[1] for case in HAND_PICKED]) * 2  # rows: SmolLM2, then char tokenizer
   table, tokens, mask, texts = token_rows(smollm2_tokenizer, char_tokenizer, responses, seed=0,
                                              exact_last=len(HAND_PICKED))
   max_chars = -(-max(len(t) for t in texts) // 32) * 32
@@ -44,12 +45,12 @@ def test_equal_to_host_verifiers(scored, answer_format, host_fn):
   want = np.array([host_fn(text, truth) for text, truth in zip(texts, truths)], np.float32)
   differ = np.nonzero(got != want)[0]
   assert not len(differ), f"{len(differ)} differ, e.g. {[(texts[i], truths[i], got[i]) for i in differ[:5]]}"
-  assert 0.2 * NUM_RESPONSES < want.sum() < 0.8 * NUM_RESPONSES  # both rewards occur often
+  assert 0.2 * len(want) < want.sum() < 0.8 * len(want)  # both rewards occur often
 
 
 def test_hand_picked_cases(scored):
   texts, _, rewards = scored
-  tail = slice(NUM_RESPONSES, None)
+  tail = slice(NUM_RESPONSES, NUM_RESPONSES + len(HAND_PICKED))  # SmolLM2 rows, decoded losslessly
   assert texts[tail] == [c[0] for c in HAND_PICKED]
   np.testing.assert_array_equal(rewards["boxed"][tail], [c[2] for c in HAND_PICKED])
   np.testing.assert_array_equal(rewards["plain"][tail], [c[3] for c in HAND_PICKED])

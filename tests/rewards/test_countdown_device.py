@@ -1,5 +1,6 @@
 """countdown_device: equal to `countdown_reward`, reward for reward, on 10,000 random and adversarial
-responses plus hand-picked ones (SmolLM2 and character tokenizer), in one jitted call."""
+responses plus hand-picked ones, each tokenized by SmolLM2 and by the character tokenizer, in one jitted
+call."""
 import jax
 import numpy as np
 import pytest
@@ -26,7 +27,7 @@ TRUTH = countdown_ground_truth([3, 5, 3], 24)
 def scored(smollm2_tokenizer, char_tokenizer):
   generated, generated_truths = countdown_cases(NUM_RESPONSES, seed=1)
   responses = generated + [text for text, _ in HAND_PICKED]
-  truths = generated_truths + [TRUTH] * len(HAND_PICKED)
+  truths = (generated_truths + [TRUTH] * len(HAND_PICKED)) * 2  # rows: SmolLM2, then char tokenizer
   table, tokens, mask, texts = token_rows(smollm2_tokenizer, char_tokenizer, responses, seed=1,
                                              exact_last=len(HAND_PICKED))
   max_chars = -(-max(len(t) for t in texts) // 32) * 32
@@ -44,13 +45,14 @@ def test_equal_to_host_verifier(scored):
   want = np.array([countdown_reward(text, truth) for text, truth in zip(texts, truths)], np.float32)
   differ = np.nonzero(got != want)[0]
   assert not len(differ), f"{len(differ)} differ, e.g. {[(texts[i], truths[i], got[i]) for i in differ[:5]]}"
-  assert 0.1 * NUM_RESPONSES < want.sum() < 0.8 * NUM_RESPONSES  # both rewards occur often
+  assert 0.1 * len(want) < want.sum() < 0.8 * len(want)  # both rewards occur often
 
 
 def test_hand_picked_cases(scored):
   texts, _, got = scored
-  assert texts[NUM_RESPONSES:] == [text for text, _ in HAND_PICKED]
-  np.testing.assert_array_equal(got[NUM_RESPONSES:], [want for _, want in HAND_PICKED])
+  tail = slice(NUM_RESPONSES, NUM_RESPONSES + len(HAND_PICKED))  # SmolLM2 rows, decoded losslessly
+  assert texts[tail] == [text for text, _ in HAND_PICKED]
+  np.testing.assert_array_equal(got[tail], [want for _, want in HAND_PICKED])
   assert [countdown_reward(text, TRUTH) for text, _ in HAND_PICKED] == [want for _, want in HAND_PICKED]
 
 
