@@ -9,7 +9,7 @@ from math import comb
 import numpy as np
 import pytest
 
-from simko_jax.metrics.pass_at_k import pass_at_k
+from simko_jax.metrics.estimators import pass_at_k
 
 
 def test_mixed_n_vectorised_matches_brute_force():
