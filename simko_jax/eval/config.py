@@ -73,7 +73,7 @@ def default_eval_config() -> ml_collections.ConfigDict:
   c.concentration.num_samples = 4
   c.concentration.max_new_tokens = 256
   c.concentration.temperature = 1.0       # sampling AND teacher-forced stats (the trainer's convention)
-  c.concentration.forward_rows = 8        # rows per teacher-forced forward (bounds [rows, T, V] logits)
+  c.concentration.forward_rows = 8        # rows B per teacher-forced forward (bounds [B, T, V] logits)
   return c
 
 
