@@ -1,4 +1,4 @@
-"""What tests/metrics/test_pass_at_k.py does not cover and the harness relies on: mixed n per problem in
+"""What tests/metrics/test_estimators.py does not cover and the harness relies on: mixed n per problem in
 one vectorised call (brute force), no floating-point warnings on the full n=1024 grid, monotonicity,
 and very large n."""
 
