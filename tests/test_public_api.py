@@ -24,6 +24,15 @@ def test_pass_at_k_is_the_estimator():
   assert "concentration_metrics" in dir(simko_jax.metrics)
 
 
+def test_old_module_path_still_imports_for_one_release_with_a_warning():
+  import simko_jax.metrics
+  from simko_jax.metrics import estimators
+  with pytest.warns(DeprecationWarning, match="simko_jax.metrics.estimators"):
+    from simko_jax.metrics.pass_at_k import maj_at_k
+  assert maj_at_k is estimators.maj_at_k
+  assert simko_jax.metrics.pass_at_k is estimators.pass_at_k   # still the function afterwards
+
+
 @pytest.mark.parametrize("package", PACKAGES)
 def test_no_exported_name_is_shadowed_by_a_submodule(package):
   """Importing every submodule must leave each exported function/class in place (a submodule named

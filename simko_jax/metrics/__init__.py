@@ -8,6 +8,11 @@ report and evaluation tools that only count passes never import JAX. The figure 
 modules: `from simko_jax.metrics import plots, flops`.
 """
 
+import sys
+import types
+import warnings
+
+from simko_jax.metrics import estimators
 from simko_jax.metrics.estimators import MAJ_METHODS, maj_at_k, mean_pass_at_k, pass_at_k
 
 _LAZY = {"concentration_metrics": "simko_jax.metrics.concentration"}
@@ -23,3 +28,25 @@ def __getattr__(name):
 
 def __dir__():
   return sorted([*globals(), *_LAZY])
+
+
+def _old_module_alias() -> types.ModuleType:
+  """Until issue 22 `simko_jax.metrics.pass_at_k` was a module (now `estimators.py`). For one release
+  `from simko_jax.metrics.pass_at_k import maj_at_k` still works, with a DeprecationWarning, through
+  this entry in `sys.modules`; the package attribute `pass_at_k` stays the estimator function (an entry
+  found in `sys.modules` is never set on its parent package). Remove in the next release."""
+  alias = types.ModuleType(f"{__name__}.pass_at_k", "Deprecated alias of simko_jax.metrics.estimators.")
+
+  def forward(name):
+    if name.startswith("__"):
+      raise AttributeError(name)
+    warnings.warn("the module simko_jax.metrics.pass_at_k is now simko_jax.metrics.estimators; import "
+                  f"{name} from simko_jax.metrics instead (this alias goes in the next release)",
+                  DeprecationWarning, stacklevel=2)
+    return getattr(estimators, name)
+
+  alias.__getattr__ = forward
+  return alias
+
+
+sys.modules.setdefault(f"{__name__}.pass_at_k", _old_module_alias())
