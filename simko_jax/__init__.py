@@ -15,3 +15,7 @@ def __getattr__(name):
     from simko_jax import losses  # noqa: PLC0415
     return getattr(losses, name)
   raise AttributeError(f"module 'simko_jax' has no attribute {name!r}")
+
+
+def __dir__():
+  return sorted([*globals(), *_LOSS_EXPORTS])

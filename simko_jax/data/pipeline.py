@@ -2,7 +2,8 @@
 
 Stages (all deterministic given the config):
   1. tokenise eagerly with `data.prompts.prompt_ids(config.prompt_format, tokenizer, prompt)` (system
-     message, instruction suffix and chat template: the function every evaluation path uses too). Prompts longer than `max_prompt_len` are dropped (`overlong="drop"`,
+     message, instruction suffix and chat template: the function every evaluation path uses too).
+     Prompts longer than `max_prompt_len` are dropped (`overlong="drop"`,
      counted in `PromptPipeline.num_dropped`) or raise DataError (`overlong="error"`). Done once over the
      whole dataset, identically on every host, so all hosts keep the same examples.
   2. `grain.MapDataset.source(kept).shuffle(seed)` then `.repeat(num_epochs)`: each epoch is a fresh
@@ -11,14 +12,14 @@ Stages (all deterministic given the config):
   3. finite streams are cut to a multiple of `shard_count * num_prompts` (the tail of the last epoch is
      dropped) so every host yields the same number of full batches; host `shard_index` takes stream
      positions shard_index, shard_index + shard_count, ...; global batch b is then stream positions
-     [b * B * shard_count, (b + 1) * B * shard_count) split across hosts.
+     [b * P * shard_count, (b + 1) * P * shard_count) split across hosts (P = num_prompts).
   4. `.batch(num_prompts, drop_remainder=True)` with a collate fn giving
-       prompt_tokens  int32 [B, P]  left-padded with `pad_id`
-       prompt_mask    int32 [B, P]  1 on real tokens
-       prompt_lengths int32 [B]
+       prompt_tokens  int32 [P, Tp]  left-padded with `pad_id`
+       prompt_mask    int32 [P, Tp]  1 on real tokens
+       prompt_lengths int32 [P]
        ground_truths, data_sources: list[str]; example_ids: list[int] (position in the input list);
        epochs: list[int]
-     where P = min(max_prompt_len, ceil(longest prompt in the batch / bucket_size) * bucket_size).
+     where Tp = min(max_prompt_len, ceil(longest prompt in the batch / bucket_size) * bucket_size).
 Iterator state (`get_state()` / `set_state()`) is grain's next-index plus a fingerprint of the data and
 config; restoring gives exactly the batch that followed the saved one.
 """
@@ -108,16 +109,16 @@ def collate(items: Sequence[tuple[int, _Record]], config: PipelineConfig) -> dic
   """Left-pad a list of (epoch, record) into the batch dict described in the module docstring."""
   longest = max(len(r.tokens) for _, r in items)
   width = min(config.max_prompt_len, math.ceil(longest / config.bucket_size) * config.bucket_size)
-  tokens_BxP = np.full((len(items), width), config.pad_id, dtype=np.int32)
-  mask_BxP = np.zeros((len(items), width), dtype=np.int32)
+  tokens_PxTp = np.full((len(items), width), config.pad_id, dtype=np.int32)
+  mask_PxTp = np.zeros((len(items), width), dtype=np.int32)
   for row, (_, record) in enumerate(items):
     n = len(record.tokens)
-    tokens_BxP[row, width - n:] = record.tokens
-    mask_BxP[row, width - n:] = 1
+    tokens_PxTp[row, width - n:] = record.tokens
+    mask_PxTp[row, width - n:] = 1
   return {
-      "prompt_tokens": tokens_BxP,
-      "prompt_mask": mask_BxP,
-      "prompt_lengths": mask_BxP.sum(axis=1, dtype=np.int32),
+      "prompt_tokens": tokens_PxTp,
+      "prompt_mask": mask_PxTp,
+      "prompt_lengths": mask_PxTp.sum(axis=1, dtype=np.int32),
       "ground_truths": [r.ground_truth for _, r in items],
       "data_sources": [r.data_source for _, r in items],
       "example_ids": [r.example_id for _, r in items],

@@ -2,8 +2,8 @@
 candidate versus ranks 2..5, teacher-forced on the model's own samples.
 
   1. sample `num_samples` responses for each of the first `num_prompts` problems of a fixed prompt set;
-  2. full forward over prompt + response; logits at positions P-1 .. P+N-2 predict the N response tokens;
-  3. `token_stats_from_logits` (temperature = the sampling temperature, M = 5 candidates) on response
+  2. full forward over prompt + response; logits at positions Tp-1 .. Tp+R-2 predict the R response tokens;
+  3. `token_stats_from_logits` (temperature = the sampling temperature, C = 5 candidates) on response
      positions, then `concentration_metrics` (Lambda(1..3), Lambda_sample, rank1..5_prob).
 Metrics are combined over forward batches with the weights that make them equal to one call on all rows:
 Lambda values are means over responses (weight: responses with >= 1 token), rank probabilities are
@@ -29,16 +29,17 @@ NUM_RANKS = 5
 
 def _stats_fn(graphdef, temperature: float):
   @jax.jit
-  def stats(state, tokens_BxT, attn_BxT, response_mask_BxN):
+  def stats(state, tokens_BxT, attn_BxT, response_mask_BxR):
+    """int32 [B, T] rows (prompt then R response tokens), [B, T] and [B, R] {0,1} masks -> metrics."""
     model = nnx.merge(graphdef, state)
-    n = response_mask_BxN.shape[1]
-    logits_BxNxV = model(tokens_BxT, attention_mask_BxT=attn_BxT)[:, -n - 1:-1]
-    ts = token_stats_from_logits(logits_BxNxV, tokens_BxT[:, -n:], num_candidates=NUM_RANKS,
+    r = response_mask_BxR.shape[1]
+    logits_BxRxV = model(tokens_BxT, attention_mask_BxT=attn_BxT)[:, -r - 1:-1]
+    ts = token_stats_from_logits(logits_BxRxV, tokens_BxT[:, -r:], num_candidates=NUM_RANKS,
                                  temperature=temperature)
-    metrics = concentration_metrics(ts.topk_logp, ts.logp, response_mask_BxN, num_lambda=NUM_LAMBDA,
+    metrics = concentration_metrics(ts.topk_logp, ts.logp, response_mask_BxR, num_lambda=NUM_LAMBDA,
                                     num_rank_probs=NUM_RANKS)
-    metrics["num_responses"] = jnp.sum(jnp.sum(response_mask_BxN, -1) > 0).astype(jnp.float32)
-    metrics["num_tokens"] = jnp.sum(response_mask_BxN).astype(jnp.float32)
+    metrics["num_responses"] = jnp.sum(jnp.sum(response_mask_BxR, -1) > 0).astype(jnp.float32)
+    metrics["num_tokens"] = jnp.sum(response_mask_BxR).astype(jnp.float32)
     return metrics
   return stats
 
@@ -67,12 +68,13 @@ def sample_prompts(model, tokenizer, prompts: Sequence[str], cc, *, seed: int = 
     chunk = list(prompts[start:start + per_call])
     real = len(chunk)
     chunk += [chunk[-1]] * (per_call - real)
-    tokens_BxP, mask_BxP = encode_prompts(tokenizer, chunk, pad_id=pad_id, max_prompt_len=max_prompt_len,
+    tokens_PxTp, mask_PxTp = encode_prompts(tokenizer, chunk, pad_id=pad_id, max_prompt_len=max_prompt_len,
                                           fmt=fmt)
-    p = round_up(tokens_BxP.shape[1], 32)
-    tokens_BxP = np.pad(tokens_BxP, ((0, 0), (p - tokens_BxP.shape[1], 0)), constant_values=pad_id)
-    mask_BxP = np.pad(mask_BxP, ((0, 0), (p - mask_BxP.shape[1], 0)))
-    out = sampler.sample(state, tokens_BxP, mask_BxP, jax.random.key(seed + start), n=n,
+    padded_len = round_up(tokens_PxTp.shape[1], 32)
+    left = ((0, 0), (padded_len - tokens_PxTp.shape[1], 0))
+    tokens_PxTp = np.pad(tokens_PxTp, left, constant_values=pad_id)
+    mask_PxTp = np.pad(mask_PxTp, left)
+    out = sampler.sample(state, tokens_PxTp, mask_PxTp, jax.random.key(seed + start), n=n,
                          max_new_tokens=cc.max_new_tokens, temperature=float(cc.temperature))
     outputs.append((out, real * n))
   return outputs
@@ -86,10 +88,10 @@ def teacher_forced_concentration(model, outputs, temperature: float) -> dict:
   sums: dict[str, float] = {}
   weights = {"responses": 0.0, "tokens": 0.0}
   for out, real_rows in outputs:
-    rmask_BxN = np.asarray(out.response_mask).copy()
-    rmask_BxN[real_rows:] = 0  # padding copies: no valid token, so they weigh nothing
-    attn = np.concatenate([np.asarray(out.prompt_mask), rmask_BxN], axis=-1)
-    m = {k: float(v) for k, v in stats(state, out.tokens, attn, rmask_BxN).items()}
+    response_mask_BxR = np.asarray(out.response_mask).copy()
+    response_mask_BxR[real_rows:] = 0  # padding copies: no valid token, so they weigh nothing
+    attn = np.concatenate([np.asarray(out.prompt_mask), response_mask_BxR], axis=-1)
+    m = {k: float(v) for k, v in stats(state, out.tokens, attn, response_mask_BxR).items()}
     for key, value in m.items():
       if key.startswith("lambda"):
         sums[key] = sums.get(key, 0.0) + value * m["num_responses"]

@@ -52,7 +52,7 @@ def default_eval_config() -> ml_collections.ConfigDict:
   c.prompt_template = "chat"      # "chat" | "plain" | "qwen_chatml"
   c.seed = 0
   c.ks = ""                       # "" = 1, 2, 4, ..., n (plus n); else comma-separated ints
-  c.maj_method = "auto"           # see simko_jax.metrics.pass_at_k.maj_at_k
+  c.maj_method = "auto"           # see simko_jax.metrics.maj_at_k
   c.num_workers = 2               # verifier processes
   c.timeout_s = 5.0               # per-answer verifier timeout
   c.out_dir = "runs/eval"
@@ -73,7 +73,7 @@ def default_eval_config() -> ml_collections.ConfigDict:
   c.concentration.num_samples = 4
   c.concentration.max_new_tokens = 256
   c.concentration.temperature = 1.0       # sampling AND teacher-forced stats (the trainer's convention)
-  c.concentration.forward_rows = 8        # rows per teacher-forced forward (bounds [rows, T, V] logits)
+  c.concentration.forward_rows = 8        # rows B per teacher-forced forward (bounds [B, T, V] logits)
   return c
 
 

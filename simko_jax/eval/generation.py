@@ -1,6 +1,6 @@
 """From problems to verified `ProblemRecord`s: prompt text, sampling, answer extraction, verification.
 
-A `GenerateFn` maps (problem texts [B], seed, n) to B lists of n `Generation`s. The texts are the bare
+A `GenerateFn` maps (P problem texts, seed, n) to P lists of n `Generation`s. The texts are the bare
 problems: the default one (`sampler_generate_fn`) turns each into prompt tokens with
 `data.prompts.prompt_ids` under the eval config's `PromptFormat` (system message, instruction suffix,
 chat template: the function and fields training uses) and runs the KV-cache `Sampler`; tests may pass
@@ -126,15 +126,15 @@ def sampler_generate_fn(model_or_state: Any, tokenizer, cfg, *, sampler=None, me
   fmt = format_from_eval_config(cfg)
 
   def generate(problems: Sequence[str], seed: int, n: int | None = None) -> list[list[Generation]]:
-    # Multi-process: every process encodes all B prompts (one common padded length P), samples its
-    # own contiguous B / P_count rows of the global batch (the sampler assembles the global array
+    # Multi-process: every process encodes all P prompts (one common padded length Tp), samples its
+    # own contiguous P / process_count rows of the global batch (the sampler assembles the global array
     # and returns this host's rows), and the decoded texts are all-gathered in process order, so
     # every process returns the same list as a single-process run on the same mesh.
     n = int(cfg.num_samples if n is None else n)
-    tokens_BxP, mask_BxP = pad_prompts([prompt_ids(fmt, tokenizer, p) for p in problems], pad_id,
+    tokens_PxTp, mask_PxTp = pad_prompts([prompt_ids(fmt, tokenizer, p) for p in problems], pad_id,
                                        cfg.max_prompt_len)
     rows = _process_rows(len(problems))
-    out = sampler.sample(state, tokens_BxP[rows], mask_BxP[rows], jax.random.key(seed), n=n,
+    out = sampler.sample(state, tokens_PxTp[rows], mask_PxTp[rows], jax.random.key(seed), n=n,
                          max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
                          top_p=cfg.top_p, top_k=cfg.top_k, stop_ids=stops)
     local = _decode_rows(tokenizer, out, rows.stop - rows.start, n)
@@ -157,17 +157,18 @@ def _process_rows(batch: int) -> slice:
 
 
 def _decode_rows(tokenizer, out, num_prompts: int, n: int) -> list[list[Generation]]:
-  """`num_prompts` lists of n `Generation`s from a `SampleOutput` (rows b*n .. b*n+n-1 = prompt b)."""
+  """`num_prompts` lists of n `Generation`s from a `SampleOutput` of B = num_prompts * n rows (rows
+  p*n .. p*n+n-1 are prompt p's responses)."""
   from simko_jax.sampling import FINISH_LENGTH
-  response_BnxN = np.asarray(out.response_tokens)
-  lengths_Bn = np.asarray(out.response_lengths)
-  truncated_Bn = np.asarray(out.finish_reason) == FINISH_LENGTH
+  response_BxR = np.asarray(out.response_tokens)
+  lengths_B = np.asarray(out.response_lengths)
+  truncated_B = np.asarray(out.finish_reason) == FINISH_LENGTH
   result: list[list[Generation]] = []
-  for b in range(num_prompts):
+  for p in range(num_prompts):
     row_gens = []
-    for r in range(b * n, (b + 1) * n):
-      keep = int(lengths_Bn[r]) - (0 if truncated_Bn[r] else 1)  # drop the stop token's text
-      text = tokenizer.decode(response_BnxN[r, :keep].tolist(), skip_special_tokens=True)
-      row_gens.append(Generation(text, int(lengths_Bn[r]), bool(truncated_Bn[r])))
+    for r in range(p * n, (p + 1) * n):
+      keep = int(lengths_B[r]) - (0 if truncated_B[r] else 1)  # drop the stop token's text
+      text = tokenizer.decode(response_BxR[r, :keep].tolist(), skip_special_tokens=True)
+      row_gens.append(Generation(text, int(lengths_B[r]), bool(truncated_B[r])))
     result.append(row_gens)
   return result

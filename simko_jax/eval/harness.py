@@ -7,9 +7,9 @@ Layout under `out_dir`:
   results.json                    {"benchmarks": {name: metrics}, "average": ..., "paper_average": ...,
                                    "run": {per-benchmark problems sampled in this call, wall time}, "config"}
   results.md                      the Markdown table (`tables.results_table`)
-Problems are cut into fixed batches of `batch_problems` consecutive problems (batch i = problems
-[i*B, (i+1)*B) of the benchmark's problem list); batch i is always sampled with `batch_seed(seed,
-benchmark, i)` and always padded to B rows (repeating its last problem; the copies are discarded), so
+Problems are cut into fixed batches of P = `batch_problems` consecutive problems (batch i = problems
+[i*P, (i+1)*P) of the benchmark's problem list); batch i is always sampled with `batch_seed(seed,
+benchmark, i)` and always padded to P prompts (repeating its last problem; the copies are discarded), so
 a resumed run draws exactly the samples an uninterrupted one would have, and every batch reuses one
 compiled sampler program per prompt bucket. A rerun samples only batches that still have an unfinished
 problem and stores only the unfinished problems, so no problem is ever stored twice.

@@ -11,7 +11,7 @@ from typing import Sequence
 import numpy as np
 
 from simko_jax.eval.store import ProblemRecord
-from simko_jax.metrics.pass_at_k import maj_at_k, pass_at_k
+from simko_jax.metrics.estimators import maj_at_k, pass_at_k
 
 
 def summarize(records: Sequence[ProblemRecord], ks: Sequence[int], *, maj_method: str = "auto",

@@ -21,17 +21,17 @@ def _per_response_mean(values_BxT: jax.Array, mask_BxT: jax.Array) -> tuple[jax.
   return mean_B, (count_B > 0).astype(jnp.float32)
 
 
-def concentration_metrics(topk_logp_BxTxM: jax.Array, logp_BxT: jax.Array, mask_BxT: jax.Array,
+def concentration_metrics(topk_logp_BxTxC: jax.Array, logp_BxT: jax.Array, mask_BxT: jax.Array,
                           *, num_lambda: int, num_rank_probs: int = 5) -> dict[str, jax.Array]:
   """Lambda(1..num_lambda), Lambda_sample and rank_prob(1..num_rank_probs) as float32 scalars.
 
   Args:
-    topk_logp_BxTxM: [B, T, M] log-probs of the rank-1..M candidates (M >= both counts are clipped to M).
-    logp_BxT: [B, T] log-prob of the sampled token.
-    mask_BxT: [B, T] {0,1} valid response tokens.
+    topk_logp_BxTxC: float [B, T, C] log-probs of the rank-1..C candidates (both counts are clipped to C).
+    logp_BxT: float [B, T] log-prob of the sampled token.
+    mask_BxT: [B, T] {0,1} valid response tokens (B responses, T their tokens).
   Returns: dict with keys `lambda_1..`, `lambda_sample`, `rank1_prob..`. Gradients are stopped.
   """
-  topk = jax.lax.stop_gradient(topk_logp_BxTxM.astype(jnp.float32))
+  topk = jax.lax.stop_gradient(topk_logp_BxTxC.astype(jnp.float32))
   logp = jax.lax.stop_gradient(logp_BxT.astype(jnp.float32))
   num_cands = topk.shape[-1]
   out = {}

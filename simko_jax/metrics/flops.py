@@ -2,28 +2,28 @@
 
 Model FLOPs follow the usual MFU convention (PaLM, MaxText): count the matmuls a dense implementation
 must do, never what remat recomputes, and count attention over the full (padded) context without the
-causal half-saving. For a decoder with L layers, width d, N query heads / K kv heads of size H, MLP
-width I and vocab V, the matmul parameters that touch every token are
+causal half-saving. Letters as in docs/shapes.md: for a decoder with L layers, width D, H query heads /
+K kv heads of size Dh, MLP width F and vocab V, the matmul weights W that touch every token are
 
-  P_layer = d*N*H (q) + 2*d*K*H (k, v) + N*H*d (o) + 3*d*I (gate, up, down)
-  P_body  = L * P_layer
-  P_head  = V * d                      (the LM head; tied or not, it is one matmul per scored token)
+  W_layer = D*H*Dh (q) + 2*D*K*Dh (k, v) + H*Dh*D (o) + 3*D*F (gate, up, down)
+  W_body  = L * W_layer
+  W_head  = V * D                      (the LM head; tied or not, it is one matmul per scored token)
 
-and one forward pass costs 2 FLOPs per parameter per token plus attention, 2 * 2*N*H FLOPs per query
+and one forward pass costs 2 FLOPs per parameter per token plus attention, 2 * 2*H*Dh FLOPs per query
 token per visible key (q.k scores and probs.v), per layer:
 
-  forward(tokens T, context c, scored tokens T_h) = 2*P_body*T + 2*P_head*T_h + 4*L*N*H*T*c.
+  forward(tokens n, context c, scored tokens n_h) = 2*W_body*n + 2*W_head*n_h + 4*L*H*Dh*n*c.
 
-Train step (RL, one optimizer step over `num_seqs` sequences of `prompt_len + response_len` tokens;
-only the response positions reach the LM head; backward = 2x forward):
+Train step (RL, one optimizer step over B = `num_seqs` sequences of T = Tp + R tokens, Tp = `prompt_len`,
+R = `response_len`; only the response positions reach the LM head; backward = 2x forward):
 
-  train_flops = 3 * [2*P_body*S*T + 2*P_head*S*R + 4*L*N*H*S*T*T]     T = P + R, S = num_seqs
+  train_flops = 3 * [2*W_body*B*T + 2*W_head*B*R + 4*L*H*Dh*B*T*T]
   (+ one more forward, 1/3 of that, when old log-probs need their own pass: off-policy only).
 
 Decode step (one new token for each of B rows against a context of c cached positions):
 
-  decode_flops = B * (2*P_body + 2*P_head + 4*L*N*H*c)
-  decode_bytes = bytes(P_body + P_head weights) + B*c * L * 2*K*H * bytes(cache dtype)
+  decode_flops = B * (2*W_body + 2*W_head + 4*L*H*Dh*c)
+  decode_bytes = bytes(W_body + W_head weights) + B*c * L * 2*K*Dh * bytes(cache dtype)
 
 i.e. every weight is read once per step and every row reads its own K/V cache; activations are a few
 MB and are ignored (the bound is then the least traffic any implementation must do). The decode bound
@@ -78,9 +78,10 @@ class ParamCounts:
 def param_counts(cfg) -> ParamCounts:
   """Matmul parameters of a `models.ModelConfig`-like object (fields vocab_size, hidden_size,
   num_layers, num_heads, num_kv_heads, head_dim, intermediate_size, tie_word_embeddings)."""
-  d, n, k, h = cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
-  layer = d * n * h + 2 * d * k * h + n * h * d + 3 * d * cfg.intermediate_size
-  head = cfg.vocab_size * d
+  width, heads, kv_heads, head_dim = cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
+  layer = (width * heads * head_dim + 2 * width * kv_heads * head_dim + heads * head_dim * width
+           + 3 * width * cfg.intermediate_size)
+  head = cfg.vocab_size * width
   return ParamCounts(layer=layer, body=cfg.num_layers * layer, head=head, embedding=head,
                      head_tied=bool(cfg.tie_word_embeddings))
 

@@ -1,4 +1,4 @@
-"""What tests/metrics/test_pass_at_k.py does not cover and the harness relies on: mixed n per problem in
+"""What tests/metrics/test_estimators.py does not cover and the harness relies on: mixed n per problem in
 one vectorised call (brute force), no floating-point warnings on the full n=1024 grid, monotonicity,
 and very large n."""
 
@@ -9,7 +9,7 @@ from math import comb
 import numpy as np
 import pytest
 
-from simko_jax.metrics.pass_at_k import pass_at_k
+from simko_jax.metrics.estimators import pass_at_k
 
 
 def test_mixed_n_vectorised_matches_brute_force():

@@ -16,4 +16,5 @@ def reference(tmp_path_factory, cache_dir):
   out = tmp_path_factory.mktemp("reference") / "run"
   rc, text = harness.run(out, cache_dir=cache_dir)
   assert rc == 0, text[-3000:]
+  harness.assert_params_moved(out, harness.STEPS)
   return out

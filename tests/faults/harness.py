@@ -144,9 +144,23 @@ def assert_same_trees(a: dict, b: dict, what: str) -> None:
     assert a[key].dtype == b[key].dtype and np.array_equal(a[key], b[key]), f"{what}{key} differs"
 
 
+def assert_params_moved(out_dir, step: int) -> None:
+  """Step `step`'s update changed every parameter array (compared with the newest complete checkpoint
+  before it). A run whose updates change nothing (zero advantages: no reward, GRPO) would make every
+  "same run" comparison pass on the params whatever the resume did."""
+  earlier = [s for s in complete_steps(out_dir) if s < step]
+  assert earlier, f"no checkpoint before step {step} in {out_dir} to compare with"
+  before, after = checkpoint_state(out_dir, earlier[-1])["params"], checkpoint_state(out_dir, step)["params"]
+  assert before.keys() == after.keys()
+  unchanged = [k for k in before if np.array_equal(before[k], after[k])]
+  assert not unchanged, f"steps {earlier[-1]} -> {step} left these params unchanged: {unchanged}"
+
+
 def assert_same_run(reference_dir, out_dir, steps=STEPS) -> None:
-  """The finished run in `out_dir` equals the uninterrupted `reference_dir` run (module doc)."""
+  """The finished run in `out_dir` equals the uninterrupted `reference_dir` run (module doc), and its
+  last update really changed the params (`assert_params_moved`)."""
   assert complete_steps(out_dir)[-1] == steps
+  assert_params_moved(reference_dir, steps)
   a, b = checkpoint_state(reference_dir, steps), checkpoint_state(out_dir, steps)
   assert_same_trees(a["params"], b["params"], "params")
   assert_same_trees(a["train"], b["train"], "optimizer state / rng ")

@@ -47,6 +47,7 @@ def test_training_data_from_bucket(gcs, tmp_path, cache_dir):
   assert rc == 0, text[-3000:]
   order = harness.data_order(tmp_path / "run")
   assert sorted(order) == [1, 2] and all(0 <= i < len(rows) for ids in order.values() for i in ids)
+  harness.assert_params_moved(tmp_path / "run", 2)   # the bucket's problems really trained the model
 
 
 def _one_error_line(rc: int, text: str) -> str:

@@ -4,7 +4,9 @@ Written from SIMKO_METHOD.md and the paper's equations, deliberately in the *pap
 ours: the positive term uses per-candidate ratios gamma^(k) = pi(v_k) / pi_old(v_k) with explicit old
 top-K log-probs (which must cancel), the candidates' log-probs are gathered from a K-times expanded
 log-softmax (as the authors' code does), the gate uses `torch.quantile` per response, and the surrogate
-is the literal `-min(A r, A clip(r))`.
+is the literal `-min(A r, A clip(r))`. W-REINFORCE (Zhu et al. 2025) multiplies positive advantages by
+`psr_weight`; dual-clip (Ye et al. 2020, verl's `clip_ratio_c`) bounds the surrogate of a negative
+advantage from below by `c A`: `max(min(A r, A clip(r)), c A)`.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ import torch
 
 def reference_loss(logits, targets, old_logprobs, advantages, mask, *, method="simko", top_k=3,
                    alpha=0.01, lam=1.1, tau=0.8, gate="quantile", lam_on="advantage",
-                   clip_low=0.2, clip_high=0.2, temperature=1.0, old_topk_logprobs=None):
+                   clip_low=0.2, clip_high=0.2, temperature=1.0, old_topk_logprobs=None,
+                   psr_weight=0.1, clip_ratio_c=None):
   """Returns (loss, d loss / d logits) as numpy float64 arrays. Inputs are numpy arrays."""
   z_leaf = torch.tensor(np.asarray(logits, np.float32), dtype=torch.float32, requires_grad=True)
   z = z_leaf / temperature
@@ -63,8 +66,12 @@ def reference_loss(logits, targets, old_logprobs, advantages, mask, *, method="s
     a = torch.where(a > 0, a, torch.zeros_like(a))
   elif method == "nsr":
     a = torch.where(a < 0, a, torch.zeros_like(a))
+  elif method == "w_reinforce":
+    a = torch.where(a > 0, psr_weight * a, a)
 
   surrogate = torch.minimum(a * ratio, a * torch.clamp(ratio, 1 - clip_low, 1 + clip_high))
+  if clip_ratio_c is not None:
+    surrogate = torch.where(a < 0, torch.maximum(surrogate, clip_ratio_c * a), surrogate)
   loss = -(surrogate * m).sum() / m.sum().clamp(min=1.0)
   loss.backward()
   return loss.detach().double().numpy(), z_leaf.grad.double().numpy()

@@ -73,6 +73,53 @@ def test_baselines_match_reference(method):
   np.testing.assert_allclose(grad, ref_grad, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("psr_weight", [0.1, 0.5])
+def test_w_reinforce_matches_reference(psr_weight):
+  """W-REINFORCE: positive advantages scaled by psr_weight, negative ones untouched."""
+  logits, targets, old, adv, mask = make_batch(10)
+  ref_value, ref_grad = reference_loss(logits, targets, old, adv, mask, method="w_reinforce",
+                                       psr_weight=psr_weight)
+  value, grad = jax_loss_and_grad(policy_loss, logits, targets, old, adv, mask,
+                                  method="w_reinforce", psr_weight=psr_weight)
+  np.testing.assert_allclose(value, ref_value, atol=1e-5, rtol=0)
+  np.testing.assert_allclose(grad, ref_grad, atol=1e-5, rtol=0)
+  # Not GRPO in disguise: the positive rows' gradient is exactly psr_weight times GRPO's.
+  _, grpo_grad = jax_loss_and_grad(policy_loss, logits, targets, old, adv, mask, method="grpo")
+  positive = adv > 0
+  np.testing.assert_allclose(grad[positive], psr_weight * grpo_grad[positive], atol=1e-6, rtol=1e-5)
+  np.testing.assert_array_equal(grad[~positive], grpo_grad[~positive])
+  assert np.abs(grpo_grad[positive]).max() > 1e-3
+
+
+def _dual_clip_tokens(logits, targets, old, adv, mask, c):
+  """Valid tokens of negative-advantage responses whose ratio exceeds c (where dual-clip acts)."""
+  logp = np.asarray(jax.nn.log_softmax(jnp.asarray(logits), -1))
+  ratio = np.exp(np.take_along_axis(logp, targets[..., None], -1)[..., 0] - old)
+  return (adv[:, None] < 0) & (mask > 0) & (ratio > c)
+
+
+@pytest.mark.parametrize("method", ["grpo", "simko"])
+@pytest.mark.parametrize("clip_ratio_c", [1.3, 3.0])
+def test_dual_clip_matches_reference(method, clip_ratio_c):
+  """Dual-clip bounds the loss of a negative-advantage token at -A c: value and gradient."""
+  logits, targets, old, adv, mask = make_batch(11)
+  old = old.copy()
+  old[4, 10:16] -= 2.0                                 # ratios ~e^2 on a negative response
+  active = _dual_clip_tokens(logits, targets, old, adv, mask, clip_ratio_c)
+  assert active.sum() >= 3                             # the comparison is not vacuous
+  kw = dict(method=method, clip_ratio_c=clip_ratio_c, alpha=0.2)
+  ref_value, ref_grad = reference_loss(logits, targets, old, adv, mask, **kw)
+  value, grad = jax_loss_and_grad(policy_loss, logits, targets, old, adv, mask, **kw)
+  np.testing.assert_allclose(value, ref_value, atol=1e-5, rtol=0)
+  np.testing.assert_allclose(grad, ref_grad, atol=1e-5, rtol=0)
+  # Where it acts the surrogate is the constant -A c: no gradient through those tokens.
+  off_value, off_grad = jax_loss_and_grad(policy_loss, logits, targets, old, adv, mask,
+                                          method=method, alpha=0.2)
+  assert value < off_value - 1e-4
+  rows, cols = np.nonzero(active)
+  assert np.abs(off_grad[rows, cols]).max() > 1e-4 and np.all(grad[rows, cols] == 0)
+
+
 def test_bf16_logits_match_reference_on_rounded_inputs():
   logits, targets, old, adv, mask = make_batch(3, dtype=jnp.bfloat16)
   ref_value, ref_grad = reference_loss(logits, targets, old, adv, mask, alpha=0.2)

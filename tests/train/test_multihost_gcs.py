@@ -9,6 +9,7 @@ import json
 import pytest
 
 from simko_jax import storage
+from tests.faults import harness
 from tests.multiprocess import run_processes
 from tests.train.test_multihost import _trainer_supports_multiprocess
 
@@ -23,6 +24,7 @@ def test_two_process_trainer_on_a_bucket_runs_and_resumes(gcs, tmp_path):
     run_processes("simko_jax.main", [
         "--config", "configs/tiny_random.py", f"--config.train.steps={steps}",
         "--config.train.mesh_data=2", "--config.train.mesh_tensor=4", "--config.eval.enabled=False",
+        "--config.algo.advantage=signed",  # no reward from a random model: make the updates move the params
         f"--config.out_dir={out_dir}"], tmp_path / tag)
 
   trainer(2, "a")
@@ -35,3 +37,4 @@ def test_two_process_trainer_on_a_bucket_runs_and_resumes(gcs, tmp_path):
   trainer(3, "b")
   assert "resumed from checkpoint step 2" in (tmp_path / "b0.log").read_text()
   assert steps() == [1, 2, 3]
+  harness.assert_params_moved(out_dir, 3)   # the resumed step's update reached the bucket's checkpoint

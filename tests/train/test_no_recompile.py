@@ -11,9 +11,12 @@ forward runs too) on this suite's 8 fake CPU devices (sharded sampler, train ste
     during the iterations and between them (logging, checkpoint saves).
 After iteration 1 every count must stay put, except that the first checkpoint save (between iterations
 1 and 2) compiles orbax's per-shard slice programs once; the second save must compile nothing.
+Signed advantages make every update change the params (the random model earns no reward, so GRPO's
+would be 0); each iteration must move them.
 """
 
 import jax
+import numpy as np
 import pytest
 
 from configs import tiny_random
@@ -37,6 +40,7 @@ def test_nothing_recompiles_after_the_first_iteration(tmp_path, monkeypatch):
   cfg.checkpoint.async_save = False  # saves finish before the next count (no compiles in flight)
   cfg.rollout.group_size = 8         # micro-batches of 8 responses: one per device
   cfg.algo.micro_batch_size = 8
+  cfg.algo.advantage = "signed"
 
   compiles: list = []
 
@@ -45,12 +49,16 @@ def test_nothing_recompiles_after_the_first_iteration(tmp_path, monkeypatch):
       compiles.append(duration)
 
   snapshots = []  # (counts before, counts after) each iteration
+  unchanged = []  # per iteration: param arrays the update left equal
   original = loop.iteration
+  host = lambda params: [np.asarray(x) for x in jax.tree.leaves(params)]
 
   def counted_iteration(run, logger):
     before = counts(run, compiles)
+    params_before = host(run.params)   # copied: the train step donates the params
     metrics = original(run, logger)
     snapshots.append((before, counts(run, compiles)))
+    unchanged.append(sum(np.array_equal(a, b) for a, b in zip(params_before, host(run.params))))
     return metrics
 
   monkeypatch.setattr(loop, "iteration", counted_iteration)
@@ -61,6 +69,7 @@ def test_nothing_recompiles_after_the_first_iteration(tmp_path, monkeypatch):
     jax.monitoring.unregister_event_duration_listener(listener)
 
   assert len(snapshots) == 3
+  assert unchanged == [0, 0, 0], unchanged
   first = snapshots[0][1]
   assert first["sampler"] >= 1 and first["train_step"] >= 1 and first["logprobs"] >= 1, first
   jitted = ("sampler", "train_step", "logprobs")

@@ -34,17 +34,42 @@ def test_dynamic_sampling_keeps_informative_groups_first_and_pads():
   assert chosen.example_ids == [0, 1] and padded == 0
 
 
-def test_advantages_signs_and_overlong_mask():
+def advantages_reference(rewards_PxG, advantage, eps):
+  """numpy transcription of the three estimators (GRPO: std with Bessel's correction, as verl)."""
+  r = np.asarray(rewards_PxG, np.float64)
+  if advantage == "signed":
+    return np.where(r > 0.5, 1.0, -1.0)
+  centred = r - r.mean(-1, keepdims=True)
+  if advantage == "grpo_no_std":                        # Dr. GRPO: no division by the std
+    return centred
+  return centred / (r.std(-1, ddof=1, keepdims=True) + eps)
+
+
+@pytest.mark.parametrize("advantage", ["grpo", "grpo_no_std", "signed"])
+@pytest.mark.parametrize("eps", [1e-6, 0.5])
+def test_advantages_match_numpy_exactly(advantage, eps):
+  """Exact values, not signs: an un-normalised GRPO advantage or a dropped eps must fail."""
+  rewards_PxG = np.array([[1, 0, 0, 0],                 # one right: std 0.5
+                          [1, 1, 1, 1],                 # all equal: no signal (signed: all +1)
+                          [0.25, 1, 0, 0.75],           # partial credit
+                          [0, 0, 0, 0]], np.float32)
+  algo = ConfigDict(dict(advantage=advantage, adv_eps=eps))
+  adv_PxG = rollout.advantages_for(rewards_PxG, algo)
+  expected_PxG = advantages_reference(rewards_PxG, advantage, eps)
+  np.testing.assert_allclose(adv_PxG, expected_PxG, rtol=1e-6, atol=1e-7)
+  if advantage != "signed":
+    assert np.all(adv_PxG[[1, 3]] == 0)                 # all-equal groups: exactly 0
+
+
+def test_overlong_mask_and_positions():
   algo = ConfigDict(dict(advantage="grpo", adv_eps=1e-6))
   g = groups([1, 0, 0, 0, 1, 1, 1, 1], truncated=[False, True, False, False] + [False] * 4)
   adv = rollout.advantages_for(g.rewards.reshape(-1, G), algo).reshape(-1)
-  assert adv[0] > 0 and np.all(adv[1:4] < 0) and np.all(adv[4:] == 0)  # correct up, wrong down
   batch = rollout.build_batch(g, adv, overlong_mask=True)
   assert batch.loss_mask[1].sum() == 0 and batch.loss_mask[0].sum() == 3
   assert rollout.build_batch(g, adv, overlong_mask=False).loss_mask[1].sum() == 3
   np.testing.assert_array_equal(batch.positions[0], np.arange(6))
-  signed = rollout.advantages_for(g.rewards.reshape(-1, G), ConfigDict(dict(advantage="signed")))
-  np.testing.assert_array_equal(signed.reshape(-1), np.where(g.rewards > 0.5, 1.0, -1.0))
+  np.testing.assert_array_equal(batch.advantages, adv)
 
 
 HOSTILE = ["\\boxed{9^{9^{9^{9^{9}}}}}", "\\boxed{" + "\\frac{1}{" * 400 + "1" + "}" * 400 + "}",
@@ -107,6 +132,48 @@ def test_truncated_responses_can_count_as_wrong():
   g = rollout.sample_groups(StubSampler(2 * G), None, prompts, None, cfg, StubTokenizer(texts),
                             score, {}, truncated_is_wrong=True)
   np.testing.assert_array_equal(g.rewards, [1] * 7 + [0])
+
+
+# Three prompts with different answers and data sources; row i's text is PAIRED_TEXTS[i].
+PAIRED_PROMPTS = {"prompt_tokens": np.ones((3, 3), np.int32), "prompt_mask": np.ones((3, 3), np.int32),
+                  "ground_truths": ["3", "7", "12"], "data_sources": ["arith", "arith_plain", "arith"],
+                  "example_ids": [20, 21, 22]}
+PAIRED_TEXTS = ["\\boxed{3}", "7", "\\boxed{12}", "\\boxed{3}",        # prompt 0: arith, 3
+                "so 7", "\\boxed{3}", "7 apples", "12",                 # prompt 1: arith_plain, 7
+                "\\boxed{12}", "12", "\\boxed{7}", "\\boxed{12}"]       # prompt 2: arith, 12
+
+
+def test_each_response_is_scored_against_its_own_prompt():
+  """Row r is response r % G of prompt r // G and is scored with that prompt's truth and source."""
+  from simko_jax.rewards import compute_reward
+  cfg = ConfigDict(dict(group_size=G, max_new_tokens=2, temperature=1.0, top_p=1.0, top_k=0))
+  seen = []
+
+  def score(items):
+    seen.extend(items)
+    return [compute_reward(*item) for item in items]
+
+  g = rollout.sample_groups(StubSampler(3 * G), None, PAIRED_PROMPTS, None, cfg,
+                            StubTokenizer(PAIRED_TEXTS), score, {})
+  expected = [1, 0, 0, 1, 1, 0, 1, 0, 1, 0, 0, 1]
+  np.testing.assert_array_equal(g.rewards, expected)
+  assert seen == [(PAIRED_TEXTS[r], PAIRED_PROMPTS["ground_truths"][r // G],
+                   PAIRED_PROMPTS["data_sources"][r // G]) for r in range(3 * G)]
+  assert g.example_ids == [20, 21, 22]
+  # The test can tell pairings apart: any other assignment of prompts to groups scores differently.
+  for perm in ([0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]):
+    other = [compute_reward(PAIRED_TEXTS[r], PAIRED_PROMPTS["ground_truths"][perm[r // G]],
+                            PAIRED_PROMPTS["data_sources"][perm[r // G]]) for r in range(3 * G)]
+    assert other != expected, perm
+  # Advantages stay with their groups through selection (dynamic sampling reorders groups).
+  chosen, _ = rollout.select_groups([g], 3, G, dynamic_sampling=True)
+  algo = ConfigDict(dict(advantage="grpo", adv_eps=1e-6))
+  adv = rollout.advantages_for(chosen.rewards.reshape(-1, G), algo)
+  by_id = dict(zip(chosen.example_ids, adv))
+  for p, example_id in enumerate(PAIRED_PROMPTS["example_ids"]):
+    np.testing.assert_allclose(by_id[example_id],
+                               advantages_reference([expected[p * G:(p + 1) * G]], "grpo", 1e-6)[0],
+                               rtol=1e-6)
 
 
 def test_split_prompts_keeps_rows_and_order():

@@ -76,26 +76,30 @@ def mean_pass_at_k(n, c, k) -> float:
   return float(np.mean(pass_at_k(n, c, k)))
 
 
-def _majority_correct(ids_SxK: np.ndarray, correct_A: np.ndarray) -> np.ndarray:
-  """Per subset: is the majority answer correct? ids are answer ids in sample order (-1 = no answer).
+def _majority_correct(votes: np.ndarray, correct_per_answer: np.ndarray) -> np.ndarray:
+  """Per subset: is the majority answer correct? (No docs/shapes.md letter fits subsets, votes or
+  distinct answers, so these axes are spelled out.)
 
   Args:
-    ids_SxK: [S, K] int answer ids of each subset's samples, in increasing sample order.
-    correct_A: [A] bool, whether answer id a is correct (its earliest sample's flag; see module doc).
-  Returns: [S] bool.
+    votes: int [num_subsets, k] answer ids of each subset's samples in increasing sample order
+      (-1 = no answer).
+    correct_per_answer: bool [num_answers], whether answer id a is correct (its earliest sample's
+      flag; see module doc).
+  Returns: bool [num_subsets].
   """
-  num_answers = correct_A.shape[0]
+  num_answers = correct_per_answer.shape[0]
+  num_subsets, k = votes.shape
   if num_answers == 0:
-    return np.zeros(ids_SxK.shape[0], dtype=bool)
-  onehot_SxKxA = ids_SxK[:, :, None] == np.arange(num_answers)[None, None, :]
-  counts_SxA = onehot_SxKxA.sum(axis=1)
-  positions = np.arange(ids_SxK.shape[1])[None, :, None]
-  first_pos_SxA = np.where(onehot_SxKxA, positions, ids_SxK.shape[1]).min(axis=1)
+    return np.zeros(num_subsets, dtype=bool)
+  onehot = votes[:, :, None] == np.arange(num_answers)[None, None, :]    # [subsets, k, answers]
+  counts = onehot.sum(axis=1)                                             # [subsets, answers]
+  positions = np.arange(k)[None, :, None]
+  first_position = np.where(onehot, positions, k).min(axis=1)            # [subsets, answers]
   # Most votes first; among equal counts the earliest first occurrence (smaller key wins).
-  key_SxA = -counts_SxA * (ids_SxK.shape[1] + 1) + first_pos_SxA
-  winner_S = np.argmin(key_SxA, axis=1)
-  has_vote_S = counts_SxA.max(axis=1) > 0
-  return has_vote_S & correct_A[winner_S]
+  key = -counts * (k + 1) + first_position
+  winner = np.argmin(key, axis=1)                                         # [subsets]
+  has_vote = counts.max(axis=1) > 0
+  return has_vote & correct_per_answer[winner]
 
 
 def _encode(answers: Sequence[Hashable | None], correct: Sequence[bool]) -> tuple[np.ndarray, np.ndarray]:
@@ -137,16 +141,16 @@ def maj_at_k(answers_per_problem: Sequence[Sequence[Hashable | None]],
       raise ValueError(f"problem {p}: {n} answers but {len(correct)} correctness flags")
     if not 1 <= k <= n:
       raise ValueError(f"problem {p}: need 1 <= k <= n, got k={k}, n={n}")
-    ids_N, correct_A = _encode(answers, correct)
+    ids, correct_per_answer = _encode(answers, correct)
     chosen = method
     if method == "auto":
       chosen = "exact" if math.comb(n, k) <= max_exact_subsets else "monte_carlo"
     if chosen == "first_k":
-      subsets_SxK = np.arange(k)[None, :]
+      subsets = np.arange(k)[None, :]                                     # [1, k] sample indices
     elif chosen == "exact":
-      subsets_SxK = np.asarray(list(itertools.combinations(range(n), k)), dtype=np.int64)
+      subsets = np.asarray(list(itertools.combinations(range(n), k)), dtype=np.int64)
     else:
       rng = np.random.default_rng([seed, p])
-      subsets_SxK = np.sort(np.argsort(rng.random((num_draws, n)), axis=1)[:, :k], axis=1)
-    out[p] = float(np.mean(_majority_correct(ids_N[subsets_SxK], correct_A)))
+      subsets = np.sort(np.argsort(rng.random((num_draws, n)), axis=1)[:, :k], axis=1)
+    out[p] = float(np.mean(_majority_correct(ids[subsets], correct_per_answer)))
   return out

@@ -7,7 +7,7 @@ from math import comb
 import numpy as np
 import pytest
 
-from simko_jax.metrics.pass_at_k import maj_at_k, mean_pass_at_k, pass_at_k
+from simko_jax.metrics.estimators import maj_at_k, mean_pass_at_k, pass_at_k
 
 
 def _brute_pass_at_k(n: int, c: int, k: int) -> Fraction:
