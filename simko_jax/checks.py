@@ -13,9 +13,13 @@ from typing import Any, Callable
 
 @dataclasses.dataclass(frozen=True)
 class Check:
-  """A validation rule: `ok(value)` is True when the value is allowed; `allowed` describes the range."""
+  """A validation rule: `ok(value)` is True when the value is allowed; `allowed` describes the range.
+
+  `choices` is the tuple of allowed values for a `one_of` rule (None for others).
+  """
   ok: Callable[[Any], bool]
   allowed: str
+  choices: tuple | None = None
 
 
 def in_range(lo=None, hi=None, *, lo_open=False, hi_open=False, integer=False) -> Check:
@@ -34,7 +38,7 @@ def in_range(lo=None, hi=None, *, lo_open=False, hi_open=False, integer=False) -
 
 def one_of(*choices) -> Check:
   """Exactly one of `choices` (compared with ==)."""
-  return Check(lambda v: v in choices, f"one of {list(choices)}")
+  return Check(lambda v: v in choices, f"one of {list(choices)}", tuple(choices))
 
 
 def is_type(*types, what: str) -> Check:
