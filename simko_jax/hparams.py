@@ -45,6 +45,11 @@ class _HParams:
   section: ClassVar[str]
 
   @classmethod
+  def check(cls, name: str) -> Check:
+    """The declared `Check` of field `name`."""
+    return next(f for f in dataclasses.fields(cls) if f.name == name).metadata["check"]
+
+  @classmethod
   def config_keys(cls) -> dict[str, dataclasses.Field]:
     """Config path -> field, for every field read from the config (derived fields excluded)."""
     out = {}
@@ -136,7 +141,7 @@ class LossHParams(_HParams):
   chunk_size: int = hparam(512, POSITIVE_INT, "tokens per chunk of the fused LM head + loss (per device)",
                            key="algo.loss_chunk_size")
   temperature: float = hparam(RolloutHParams.temperature,
-                              RolloutHParams.config_fields()["rollout.temperature"].metadata["check"],
+                              RolloutHParams.check("temperature"),
                               "logits are divided by the sampling temperature",
                               key="rollout.temperature")
   on_policy: bool = hparam(False, BOOL, "old log-probs are sg(current log-probs): one PPO epoch over "
