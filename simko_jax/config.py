@@ -9,15 +9,13 @@ are refused with the closest known key.
 from __future__ import annotations
 
 import difflib
+import functools
 
 import ml_collections
 
 from simko_jax import hparams
 from simko_jax.checks import (BOOL, NON_NEGATIVE_INT, POSITIVE_INT, STRING, Check, in_range,
                               is_type, one_of)
-from simko_jax.data.prompts import PROMPT_TEMPLATES
-from simko_jax.models.config import ATTENTION_IMPLS, PRESETS, REMAT_POLICIES
-from simko_jax.rewards.registry import MATH_EXTRACTIONS
 
 __all__ = ["Check", "ConfigError", "FIELD_CHECKS", "apply_runlocal", "check_override_keys",
            "default_config", "in_range", "is_type", "one_of", "validate"]
@@ -114,39 +112,53 @@ def apply_runlocal(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   return cfg
 
 
-FIELD_CHECKS: dict[str, Check] = {
-    "seed": in_range(0, 2**32 - 1, integer=True), "out_dir": STRING, "runlocal": BOOL,
-    "model.checkpoint": STRING,
-    "model.hub_cache_dir": Check(lambda v: isinstance(v, str) and "://" not in v,
-                                 "'' (huggingface_hub's default cache) or a local directory path"),
-    "model.random_preset": one_of(*PRESETS),
-    "model.dtype": one_of("float32", "bfloat16"), "model.param_dtype": one_of("float32", "bfloat16"),
-    "model.remat": one_of(*REMAT_POLICIES), "model.attention_impl": one_of(*ATTENTION_IMPLS),
-    "data.task": one_of("arith", "countdown", "files"), "data.train_files": STRING,
-    "data.task_difficulty": in_range(1, 8, integer=True),
-    "data.answer_format": one_of("boxed", "plain"), "data.max_prompt_len": POSITIVE_INT,
-    "data.prompt_bucket": POSITIVE_INT, "data.overlong_prompts": one_of("drop", "fail"),
-    "data.on_bad_row": one_of("fail", "skip"), "data.num_epochs": POSITIVE_INT,
-    "data.system_prompt": STRING, "data.prompt_suffix": STRING,
-    "data.prompt_template": one_of(*PROMPT_TEMPLATES),
-    "train.steps": NON_NEGATIVE_INT, "train.mesh_data": Check(
-        lambda v: isinstance(v, int) and (v == -1 or v >= 1), "-1 (all remaining devices) or >= 1"),
-    "train.mesh_fsdp": POSITIVE_INT, "train.mesh_tensor": POSITIVE_INT,
-    "train.log_every": POSITIVE_INT, "train.max_nonfinite_in_a_row": POSITIVE_INT,
-    "checkpoint.every": POSITIVE_INT, "checkpoint.keep": POSITIVE_INT,
-    "checkpoint.async_save": BOOL,
-    "rewards.num_workers": POSITIVE_INT, "rewards.timeout_s": in_range(0.0, lo_open=True),
-    "rewards.truncated_is_wrong": BOOL,
-    "rewards.math_extraction": one_of(*MATH_EXTRACTIONS),
-    "eval.enabled": BOOL, "eval.num_problems": POSITIVE_INT, "eval.num_samples": POSITIVE_INT,
-    "eval.temperature": in_range(0.0, 10.0), "eval.top_p": in_range(0.0, 1.0, lo_open=True),
-    "eval.max_new_tokens": POSITIVE_INT,
-    "target.name": one_of("cpu", "h100", "tpu_v4", "tpu_v5e", "tpu_v5p"),
-    "target.num_devices": NON_NEGATIVE_INT, "target.num_processes": POSITIVE_INT,
-    "target.hbm_gb": in_range(0.0),
-    **{key: f.metadata["check"] for classes in hparams.SECTIONS.values() for cls in classes
-       for key, f in cls.config_fields().items()},
-}
+@functools.cache
+def field_checks() -> dict[str, Check]:
+  """Every field's `Check` (also `FIELD_CHECKS`). The rollout / algo / optim checks are declared in
+  `simko_jax.hparams`; model, data and reward choices are those modules' own lists, imported here on
+  first use rather than with this module (they import JAX; the CLI imports this module first)."""
+  from simko_jax.data.prompts import PROMPT_TEMPLATES  # noqa: PLC0415
+  from simko_jax.models.config import ATTENTION_IMPLS, PRESETS, REMAT_POLICIES  # noqa: PLC0415
+  from simko_jax.rewards.registry import MATH_EXTRACTIONS  # noqa: PLC0415
+  return {
+      "seed": in_range(0, 2**32 - 1, integer=True), "out_dir": STRING, "runlocal": BOOL,
+      "model.checkpoint": STRING,
+      "model.hub_cache_dir": Check(lambda v: isinstance(v, str) and "://" not in v,
+                                   "'' (huggingface_hub's default cache) or a local directory path"),
+      "model.random_preset": one_of(*PRESETS),
+      "model.dtype": one_of("float32", "bfloat16"), "model.param_dtype": one_of("float32", "bfloat16"),
+      "model.remat": one_of(*REMAT_POLICIES), "model.attention_impl": one_of(*ATTENTION_IMPLS),
+      "data.task": one_of("arith", "countdown", "files"), "data.train_files": STRING,
+      "data.task_difficulty": in_range(1, 8, integer=True),
+      "data.answer_format": one_of("boxed", "plain"), "data.max_prompt_len": POSITIVE_INT,
+      "data.prompt_bucket": POSITIVE_INT, "data.overlong_prompts": one_of("drop", "fail"),
+      "data.on_bad_row": one_of("fail", "skip"), "data.num_epochs": POSITIVE_INT,
+      "data.system_prompt": STRING, "data.prompt_suffix": STRING,
+      "data.prompt_template": one_of(*PROMPT_TEMPLATES),
+      "train.steps": NON_NEGATIVE_INT, "train.mesh_data": Check(
+          lambda v: isinstance(v, int) and (v == -1 or v >= 1), "-1 (all remaining devices) or >= 1"),
+      "train.mesh_fsdp": POSITIVE_INT, "train.mesh_tensor": POSITIVE_INT,
+      "train.log_every": POSITIVE_INT, "train.max_nonfinite_in_a_row": POSITIVE_INT,
+      "checkpoint.every": POSITIVE_INT, "checkpoint.keep": POSITIVE_INT,
+      "checkpoint.async_save": BOOL,
+      "rewards.num_workers": POSITIVE_INT, "rewards.timeout_s": in_range(0.0, lo_open=True),
+      "rewards.truncated_is_wrong": BOOL,
+      "rewards.math_extraction": one_of(*MATH_EXTRACTIONS),
+      "eval.enabled": BOOL, "eval.num_problems": POSITIVE_INT, "eval.num_samples": POSITIVE_INT,
+      "eval.temperature": in_range(0.0, 10.0), "eval.top_p": in_range(0.0, 1.0, lo_open=True),
+      "eval.max_new_tokens": POSITIVE_INT,
+      "target.name": one_of("cpu", "h100", "tpu_v4", "tpu_v5e", "tpu_v5p"),
+      "target.num_devices": NON_NEGATIVE_INT, "target.num_processes": POSITIVE_INT,
+      "target.hbm_gb": in_range(0.0),
+      **{key: f.metadata["check"] for classes in hparams.SECTIONS.values() for cls in classes
+         for key, f in cls.config_fields().items()},
+  }
+
+
+def __getattr__(name):
+  if name == "FIELD_CHECKS":
+    return field_checks()
+  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _flatten(cfg, prefix=""):
@@ -194,7 +206,7 @@ def check_override_keys(argv: list[str]) -> None:
 
 
 def _check_field(path, value):
-  check = FIELD_CHECKS[path]
+  check = field_checks()[path]
   if not check.ok(value):
     _fail(path, value, check.allowed)
 
