@@ -80,17 +80,6 @@ class _HParams:
     del cfg
     return {}
 
-  @classmethod
-  def replace(cls, base=None, **overrides):
-    """`base` (default: all defaults) with `overrides`; an unknown name raises TypeError naming it."""
-    names = [f.name for f in dataclasses.fields(cls)]
-    for name in overrides:
-      if name not in names:
-        close = difflib.get_close_matches(name, names, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else f" Known: {names}."
-        raise TypeError(f"{name!r} is not a {cls.__name__} field.{hint}")
-    return dataclasses.replace(cls() if base is None else base, **overrides)
-
 
 @dataclasses.dataclass(frozen=True)
 class RolloutHParams(_HParams):
@@ -186,6 +175,19 @@ class OptimizerHParams(_HParams):
   grad_clip: float = hparam(1.0, in_range(0.0), "global gradient-norm clip; 0 = off")
 
 
+def resolve(cls, base=None, **overrides):
+  """`base` (an instance of `cls`; default `cls()`) with `overrides` by field name. Values are not
+  range-checked (they may be traced arrays; the run config is checked by `config.validate`); an
+  unknown name raises TypeError naming the closest field."""
+  names = [f.name for f in dataclasses.fields(cls)]
+  for name in overrides:
+    if name not in names:
+      close = difflib.get_close_matches(name, names, n=1)
+      hint = f" Did you mean {close[0]!r}?" if close else f" Known: {names}."
+      raise TypeError(f"{name!r} is not a {cls.__name__} field.{hint}")
+  return dataclasses.replace(cls() if base is None else base, **overrides)
+
+
 # The config sections, in order, and the classes that declare each one's fields.
 SECTIONS = {"rollout": (RolloutHParams,), "algo": (LossHParams, UpdateHParams),
             "optim": (OptimizerHParams,)}
@@ -193,4 +195,5 @@ SECTIONS = {"rollout": (RolloutHParams,), "algo": (LossHParams, UpdateHParams),
 
 def is_on_policy(cfg) -> bool:
   """True when every response is used in exactly one optimizer step taken from the sampling params."""
-  return cfg.algo.ppo_epochs == 1 and cfg.algo.mini_batch_prompts == cfg.rollout.prompts_per_step
+  algo = cfg["algo"]
+  return algo["ppo_epochs"] == 1 and algo["mini_batch_prompts"] == cfg["rollout"]["prompts_per_step"]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import jax
 
-from simko_jax.hparams import LossHParams
+from simko_jax.hparams import LossHParams, resolve
 from simko_jax.losses.chunked import token_stats_from_hidden
 from simko_jax.losses.policy import policy_loss_from_stats
 from simko_jax.losses.token_stats import token_stats_from_logits
@@ -29,7 +29,7 @@ def policy_loss(*, logits: jax.Array, targets: jax.Array, old_logprobs: jax.Arra
                 advantages: jax.Array, mask: jax.Array, hparams: LossHParams | None = None,
                 normalizer=None, ref_logprobs=None, **overrides):
   """Any method in `hparams.METHODS` from logits [B, T, V]; returns (loss, metrics)."""
-  hp = LossHParams.replace(hparams, **overrides)
+  hp = resolve(LossHParams, hparams, **overrides)
   stats = token_stats_from_logits(
       logits, targets, num_candidates=hp.num_candidates, temperature=hp.temperature,
       entropy_grad=_needs_entropy_grad(hp.entropy_coef))
@@ -45,7 +45,7 @@ def fused_policy_loss(*, hidden: jax.Array, unembedding: jax.Array, targets: jax
 
   Never holds more than [chunk_size, V] logits at once, forward or backward (`losses.chunked`).
   """
-  hp = LossHParams.replace(hparams, **overrides)
+  hp = resolve(LossHParams, hparams, **overrides)
   stats = token_stats_from_hidden(
       hidden, unembedding, targets, num_candidates=hp.num_candidates, temperature=hp.temperature,
       chunk_size=hp.chunk_size, entropy_grad=_needs_entropy_grad(hp.entropy_coef))

@@ -21,7 +21,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from simko_jax.hparams import GATE_MODES, LAM_MODES, METHODS, NUM_RANK_PROBS, LossHParams
+from simko_jax.hparams import GATE_MODES, LAM_MODES, METHODS, NUM_RANK_PROBS, LossHParams, resolve
 from simko_jax.losses.advantages import broadcast_advantages
 from simko_jax.losses.aggregation import aggregate, masked_mean
 from simko_jax.losses.kl import kl_penalty
@@ -86,7 +86,7 @@ def policy_loss_from_stats(
   Returns:
     (loss scalar float32, metrics dict of float32 scalars).
   """
-  hp = LossHParams.replace(hparams, **overrides)
+  hp = resolve(LossHParams, hparams, **overrides)
   if hp.method not in METHODS:
     raise ValueError(f"policy loss method {hp.method!r} is not one of {METHODS}")
   if hp.lam_on not in LAM_MODES:
