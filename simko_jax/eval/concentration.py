@@ -20,25 +20,26 @@ import numpy as np
 from flax import nnx
 
 from simko_jax.data.sources import Example
+from simko_jax.hparams import NUM_RANK_PROBS
 from simko_jax.losses.token_stats import token_stats_from_logits
 from simko_jax.metrics.concentration import concentration_metrics
 
 NUM_LAMBDA = 3
-NUM_RANKS = 5
+NUM_RANKS = NUM_RANK_PROBS  # the trainer's rank-1..5 probabilities
 
 
 def _stats_fn(graphdef, temperature: float):
   @jax.jit
-  def stats(state, tokens_BxT, attn_BxT, response_mask_BxN):
+  def stats(state, tokens_BxT, attn_BxT, response_mask_BxR):
     model = nnx.merge(graphdef, state)
-    n = response_mask_BxN.shape[1]
-    logits_BxNxV = model(tokens_BxT, attention_mask_BxT=attn_BxT)[:, -n - 1:-1]
-    ts = token_stats_from_logits(logits_BxNxV, tokens_BxT[:, -n:], num_candidates=NUM_RANKS,
+    r = response_mask_BxR.shape[1]
+    logits_BxRxV = model(tokens_BxT, attention_mask_BxT=attn_BxT)[:, -r - 1:-1]
+    ts = token_stats_from_logits(logits_BxRxV, tokens_BxT[:, -r:], num_candidates=NUM_RANKS,
                                  temperature=temperature)
-    metrics = concentration_metrics(ts.topk_logp, ts.logp, response_mask_BxN, num_lambda=NUM_LAMBDA,
+    metrics = concentration_metrics(ts.topk_logp, ts.logp, response_mask_BxR, num_lambda=NUM_LAMBDA,
                                     num_rank_probs=NUM_RANKS)
-    metrics["num_responses"] = jnp.sum(jnp.sum(response_mask_BxN, -1) > 0).astype(jnp.float32)
-    metrics["num_tokens"] = jnp.sum(response_mask_BxN).astype(jnp.float32)
+    metrics["num_responses"] = jnp.sum(jnp.sum(response_mask_BxR, -1) > 0).astype(jnp.float32)
+    metrics["num_tokens"] = jnp.sum(response_mask_BxR).astype(jnp.float32)
     return metrics
   return stats
 
@@ -86,10 +87,10 @@ def teacher_forced_concentration(model, outputs, temperature: float) -> dict:
   sums: dict[str, float] = {}
   weights = {"responses": 0.0, "tokens": 0.0}
   for out, real_rows in outputs:
-    rmask_BxN = np.asarray(out.response_mask).copy()
-    rmask_BxN[real_rows:] = 0  # padding copies: no valid token, so they weigh nothing
-    attn = np.concatenate([np.asarray(out.prompt_mask), rmask_BxN], axis=-1)
-    m = {k: float(v) for k, v in stats(state, out.tokens, attn, rmask_BxN).items()}
+    rmask_BxR = np.asarray(out.response_mask).copy()
+    rmask_BxR[real_rows:] = 0  # padding copies: no valid token, so they weigh nothing
+    attn = np.concatenate([np.asarray(out.prompt_mask), rmask_BxR], axis=-1)
+    m = {k: float(v) for k, v in stats(state, out.tokens, attn, rmask_BxR).items()}
     for key, value in m.items():
       if key.startswith("lambda"):
         sums[key] = sums.get(key, 0.0) + value * m["num_responses"]
