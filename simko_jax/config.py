@@ -4,6 +4,9 @@ Config files in `configs/` start from `default_config()` and change what they ne
 `--config.a.b=value` overrides on the command line. `validate(config)` runs before anything is built or
 compiled and raises `ConfigError` naming the field, the value and the allowed range; unknown keys (typos)
 are refused with the closest known key.
+
+The `rollout`, `algo` and `optim` sections (fields, defaults, checks, docs) are declared once in
+`simko_jax.hparams` and built from there; this module adds the other sections and the cross-field rules.
 """
 
 from __future__ import annotations

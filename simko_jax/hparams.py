@@ -107,8 +107,8 @@ class LossHParams(_HParams):
   """
   section: ClassVar[str] = "algo"
   method: str = hparam("simko", one_of(*METHODS), "policy loss: " + " | ".join(METHODS))
-  top_k: int = hparam(3, POSITIVE_INT, "SimKO K: top candidates that share the positive gradient")
-  alpha: float = hparam(0.01, PROBABILITY, "SimKO: weight of the top-K term at gated positive tokens")
+  top_k: int = hparam(3, POSITIVE_INT, "SimKO: top candidates that share the positive gradient")
+  alpha: float = hparam(0.01, PROBABILITY, "SimKO: weight of the top_k term at gated positive tokens")
   lam: float = hparam(1.1, in_range(1.0, 10.0), "SimKO: penalty multiplier at gated rank-1 negatives")
   lam_on: str = hparam("advantage", one_of(*LAM_MODES),
                        "lam scales the advantage (released code) or the ratio (paper's equation)")
