@@ -88,7 +88,7 @@ def main(argv=None):
   train_examples = [task.example(i, tcfg) for i in train_indices]
   bench = common.Bench(cfg, graphdef, params)
   evaluator = seed_eval.SeedEvaluator(bench.sampler, bench.tokenizer, eval_examples, cfg.eval,
-                                      cfg.rl.data.prompt_bucket)
+                                      cfg.rl.data.prompt_bucket, int(cfg.eval.get("chunk_problems", 32)))
   setup = (graphdef, params, bench, train_examples, evaluator)
 
   base_path = os.path.join(args.out, "base.json")
