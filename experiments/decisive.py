@@ -83,7 +83,9 @@ def main(argv=None):
     sys.exit(f"error: unknown methods {sorted(unknown)}; known: {list(cfg.methods)}")
   os.makedirs(os.path.join(args.out, "seeds"), exist_ok=True)
   start = time.time()
-  graphdef, params, warm, train_indices, eval_examples = decisive_setup.setup(cfg, args.out, log)
+  committed = os.path.join(study.ROOT, "experiments/results/decisive")   # the committed warm start
+  graphdef, params, warm, train_indices, eval_examples = decisive_setup.setup(
+      cfg, args.out, log, warm_dirs=(committed,))
   tcfg = task.task_config(cfg.task)
   train_examples = [task.example(i, tcfg) for i in train_indices]
   bench = common.Bench(cfg, graphdef, params)

@@ -23,21 +23,28 @@ def split_description(cfg, train_indices, eval_examples) -> dict:
           "first_eval_index": eval_examples[0].index, "last_eval_index": eval_examples[-1].index}
 
 
+def _hash_of(directory: str):
+  with open(os.path.join(directory, "warm_start.json")) as f:
+    return json.load(f).get("hash")
+
+
 def sha256_of(path: str) -> str:
   with open(path, "rb") as f:
     return hashlib.sha256(f.read()).hexdigest()
 
 
-def setup(cfg, out: str, log=print):
+def setup(cfg, out: str, log=print, warm_dirs=()):
   tcfg = task.task_config(cfg.task)
   train_indices, eval_examples = task.clean_split(tcfg, cfg.eval.num_problems)
   split = split_description(cfg, train_indices, eval_examples)
   pairs = lambda step, b: task.sft_pairs_from(tcfg, train_indices, step, b, cfg.sft.seed)
-  graphdef, params, info = common.warm_start(cfg, [out], log, make_pairs=pairs, split=split)
-  meta = os.path.join(out, "warm_start.json")
-  digest = sha256_of(os.path.join(out, "warm_start.npz"))
+  dirs = [d for d in (*warm_dirs, out) if d and os.path.isfile(os.path.join(d, "warm_start.json"))]
+  graphdef, params, info = common.warm_start(cfg, [*dirs, out], log, make_pairs=pairs, split=split)
+  where = next((d for d in dirs if _hash_of(d) == info["hash"]), out)
+  meta = os.path.join(where, "warm_start.json")
+  digest = sha256_of(os.path.join(where, "warm_start.npz"))
   if info.get("npz_sha256") not in (None, digest):
-    raise SystemExit(f"error: {out}/warm_start.npz does not match the sha256 in warm_start.json "
+    raise SystemExit(f"error: {where}/warm_start.npz does not match the sha256 in warm_start.json "
                      f"({digest[:12]} != {info['npz_sha256'][:12]}); restore it with git checkout")
   if "npz_sha256" not in info:
     info.update(npz_sha256=digest, split=split)

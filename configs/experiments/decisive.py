@@ -23,14 +23,15 @@ import mechanism  # noqa: E402  (configs/experiments/mechanism.py)
 def get_config():
   c = mechanism.get_config()
   c.name = "decisive"
-  # The CPU pilot pre-registered in experiments/README.md: the most the shared 2-core machine allowed
-  # in one session (measured 55-65 s per RL step of 10-12 seeds at load average ~15).
+  # The CPU pilot pre-registered in experiments/README.md, cut (before any post-RL evaluation) to what
+  # the shared 2-core machine allowed in the session: 117 s per RL step of 10 vmapped seeds per
+  # method at load average ~20 (see the README's deviation note).
   c.num_seeds = 10                 # seeds 0 .. num_seeds-1 per method
   c.seeds = tuple(range(c.num_seeds))
   c.methods = ml_collections.ConfigDict(dict(grpo=c.methods.grpo, simko=c.methods.simko))
-  c.rl.train.steps = 20
+  c.rl.train.steps = 12
   c.eval.num_problems = 256
-  c.eval.num_samples = 32
+  c.eval.num_samples = 16
   c.eval.curve_every = 0           # 0: evaluate the final policies only (the trainer's per-step
                                    # rollout metrics give the curves); N: also every N steps
   c.eval.bootstrap = 2000          # paired bootstrap resamples (seeds x problems)
