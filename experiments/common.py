@@ -89,11 +89,13 @@ def _flatten_params(params) -> dict[str, np.ndarray]:
   return {jax.tree_util.keystr(path): np.asarray(x) for path, x in flat}
 
 
-def warm_start(cfg, directories, log=print):
+def warm_start(cfg, directories, log=print, make_pairs=None, split=None):
   """(graphdef, params, info): the supervised warm start. Loaded from the first of `directories` that
-  holds one for this config (hash of model / task / warm-up fields); otherwise trained and saved into
-  the last of them (never over another config's cache)."""
-  key = config_hash(cfg.model, cfg.task, cfg.sft)
+  holds one for this config (hash of model / task / warm-up fields, and of `split`, a description of
+  the training problems, when given); otherwise trained and saved into the last of them (never over
+  another config's cache). make_pairs(step, batch_size): the warm-up pairs (default: `task.sft_pairs`
+  over every training problem)."""
+  key = config_hash(cfg.model, cfg.task, cfg.sft, *([split] if split is not None else []))
   model = Transformer(model_config(cfg.model), rngs=nnx.Rngs(cfg.model.init_seed))
   graphdef, params = nnx.split(model)
   for directory in dict.fromkeys(d for d in directories if d):
@@ -118,8 +120,9 @@ def warm_start(cfg, directories, log=print):
   tcfg = task.task_config(cfg.task)
   s = cfg.sft
   start = time.time()
+  make_pairs = make_pairs or (lambda step, b: task.sft_pairs(tcfg, step, b, s.seed))
   params, losses = sft.train_sft(
-      model, tokenizer, lambda step, b: task.sft_pairs(tcfg, step, b, s.seed), steps=s.steps,
+      model, tokenizer, make_pairs, steps=s.steps,
       batch_size=s.batch_size, seq_len=s.seq_len, learning_rate=s.learning_rate,
       warmup_steps=s.warmup_steps, weight_decay=s.weight_decay, log_every=s.log_every, log=log)
   info = {"hash": key, "steps": s.steps, "wall_s": round(time.time() - start, 1),
