@@ -8,7 +8,6 @@ import dataclasses
 from typing import Any
 
 import jax
-import numpy as np
 from flax import nnx
 
 from simko_jax import storage
@@ -51,11 +50,6 @@ class Run:
   eval_examples: list
   stop_requested: bool = False
   last_example_ids: list = dataclasses.field(default_factory=list)  # prompts the last step consumed
-
-  def put_rows(self, x: np.ndarray, leading_dims: int = 1):
-    """This host's rows -> a global array sharded over the data axes (multi-process: every host's
-    rows side by side, via `jax.make_array_from_process_local_data`)."""
-    return host_rows_to_global(x, batch_sharding(self.mesh, leading_dims))
 
   def put_rows_micro(self, batch):
     """A micro-batched host `Batch` ([M, mb, ...] leaves) -> global arrays, mb over the data axes
