@@ -118,9 +118,13 @@ def assemble_batch(parts: tuple, rows_B: jax.Array | None, rewards_B: jax.Array,
   if overlong_mask:
     loss_mask = loss_mask * (finish != FINISH_LENGTH)[:, None]
   zeros = jnp.zeros(loss_mask.shape, jnp.float32)
+  # Advantages from replicated rewards: every device reduces whole groups itself, so the values do not
+  # depend on the mesh (a group mean/std split over devices would round differently).
+  replicated = lambda x: jax.lax.with_sharding_constraint(x, NamedSharding(sharding.mesh, PartitionSpec()))
+  advantages_B = replicated(advantages_of(replicated(rewards_B), group_size, advantage, adv_eps))
   batch = Batch(tokens=tokens.astype(jnp.int32), attention_mask=attention_mask,
                 positions=positions_of(attention_mask), loss_mask=loss_mask, old_logprobs=zeros,
-                ref_logprobs=zeros, advantages=advantages_of(rewards_B, group_size, advantage, adv_eps))
+                ref_logprobs=zeros, advantages=advantages_B)
   return jax.lax.with_sharding_constraint(batch, sharding)
 
 
