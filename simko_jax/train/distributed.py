@@ -18,6 +18,7 @@ algo.mini_batch_prompts, algo.micro_batch_size) is *per process*; the prompt pip
 stream positions i, i + P, ... (`PipelineConfig.shard_index/shard_count`), so a global optimizer step
 sees P x mini_batch_prompts prompts. Host rows become global arrays with `host_rows_to_global`
 (`jax.make_array_from_process_local_data`); a host reads back its own rows with `global_rows_to_host`.
+Global arrays of a batch list every host's rows host-major (process 0's, then process 1's, ...).
 """
 
 from __future__ import annotations

@@ -1,5 +1,11 @@
 """The RL loop: sample -> reward -> advantage -> old log-probs -> PPO epochs of jitted updates.
 
+One direction of data flow per iteration (`iteration`): the sampler's output stays on device (global
+arrays, also with several processes) through batch assembly, advantages, old/ref log-probs and the
+updates (`train.batch`); the host reads back only the verifier's inputs (its rows' response ids), sends
+the rewards and the chosen rows' indices back once, and reads the metrics once at the end. Phase wall
+times (`PhaseTimes`: sample_s, reward_s, old_logprob_s, update_s) end with `block_until_ready`.
+
 `run(cfg)` trains for `cfg.train.steps` iterations, resuming from the newest checkpoint in
 `cfg.out_dir/checkpoints` if there is one, and
   * logs every step to metrics.jsonl, TensorBoard and a progress bar (`train.logger`);
@@ -61,7 +67,7 @@ def _fault(point: str, step: int) -> bool:
   return True
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class PhaseTimes:
   """Wall seconds of one iteration's phases (each ends with its results ready on device or host)."""
   sample_s: float = 0.0       # sampler calls + the verifier's inputs to the host
@@ -78,8 +84,7 @@ def iteration(run: Run, logger) -> dict:
   verifier's inputs, sends the rewards (and row indices) back once, and reads the metrics once.
   """
   cfg, g = run.cfg, run.cfg.rollout.group_size
-  times = PhaseTimes()
-  outs, scored, consumed = _rollouts(run, times)
+  outs, scored, consumed, rollout_times = _rollouts(run)
   run.last_example_ids = consumed
   group_ids, padded = rollout.select_groups(scored, cfg.rollout.prompts_per_step, g,
                                             cfg.rollout.dynamic_sampling)
@@ -87,16 +92,17 @@ def iteration(run: Run, logger) -> dict:
   learning_rate = run.schedule(run.step)  # a device scalar, read with the other metrics
 
   start = time.perf_counter()
-  batch = _assemble(run, outs, scored, group_ids, chosen)
+  batch = _assemble(run, outs, group_ids, chosen)
   batch = B.fill_logprobs(batch, run.logprob_fn, run.params, run.ref_params, old=not is_on_policy(cfg),
                           chunk=cfg.algo.micro_batch_size, mesh=run.mesh,
                           process_count=jax.process_count())
   summary = B.batch_summary(batch)
-  times.old_logprob_s = _seconds_until_ready(start, (batch, summary))
+  old_logprob_s = _seconds_until_ready(start, (batch, summary))
 
   start = time.perf_counter()
   update_metrics = _updates(run, batch)
-  times.update_s = _seconds_until_ready(start, (run.params, update_metrics))
+  times = dataclasses.replace(rollout_times, old_logprob_s=old_logprob_s,
+                              update_s=_seconds_until_ready(start, (run.params, update_metrics)))
 
   # The one device -> host read of the iteration's metrics.
   update_metrics, summary, learning_rate = jax.device_get((update_metrics, summary, learning_rate))
@@ -122,13 +128,15 @@ def _seconds_until_ready(start: float, tree) -> float:
   return time.perf_counter() - start
 
 
-def _rollouts(run: Run, times: PhaseTimes):
+def _rollouts(run: Run):
   """Sampler outputs (device) and this host's scored rows (host) of every sampler call of the step:
   one round, or under dynamic sampling up to `max_refill_rounds` more until the step is full (every
-  process runs the same number of rounds). Returns (outputs, `Scored` of all calls, example ids)."""
+  process runs the same number of rounds). Returns (outputs, `Scored` of all calls, example ids,
+  `PhaseTimes` of sampling and scoring)."""
   cfg, g = run.cfg, run.cfg.rollout.group_size
   step_key = jax.random.fold_in(run.rng, run.step)
   outs, parts, consumed = [], [], []
+  sample_s = reward_s = 0.0
   for round_ in range(1 + (cfg.rollout.max_refill_rounds if cfg.rollout.dynamic_sampling else 0)):
     prompts = next(run.iterator)
     consumed.extend(int(i) for i in prompts["example_ids"])
@@ -139,21 +147,22 @@ def _rollouts(run: Run, times: PhaseTimes):
     for i, chunk in enumerate(chunks):
       # One chunk keeps the round's own key, so unchunked runs sample exactly as before chunking.
       key = jax.random.fold_in(round_key, i) if len(chunks) > 1 else round_key
-      out, part, sample_s, reward_s = rollout.sample_and_score(
+      out, part, *seconds = rollout.sample_and_score(
           run.sampler, run.params, chunk, key, cfg.rollout, run.tokenizer, run.pool.score,
           cfg.rewards.truncated_is_wrong)
       outs.append(out)
       parts.append(part)
-      times.sample_s += sample_s
-      times.reward_s += reward_s
-      times.sampled_tokens += int(part.response_lengths.sum())
+      sample_s, reward_s = sample_s + seconds[0], reward_s + seconds[1]
     if not cfg.rollout.dynamic_sampling:
       break
     full = rollout.select_groups(rollout.Scored.concat(parts), cfg.rollout.prompts_per_step, g,
                                  True)[1] == 0
     if _all_processes(full):
       break
-  return outs, rollout.Scored.concat(parts), consumed
+  scored = rollout.Scored.concat(parts)
+  times = PhaseTimes(sample_s=sample_s, reward_s=reward_s,
+                     sampled_tokens=int(scored.response_lengths.sum()))
+  return outs, scored, consumed, times
 
 
 def _all_processes(flag: bool) -> bool:
@@ -163,7 +172,7 @@ def _all_processes(flag: bool) -> bool:
   return bool(np.all(allgather(np.asarray([flag], np.int32))))
 
 
-def _assemble(run: Run, outs, scored, group_ids, chosen) -> "B.Batch":
+def _assemble(run: Run, outs, group_ids, chosen) -> "B.Batch":
   """The step's `Batch` on device from the sampler outputs: the chosen rows (a device gather whose
   indices the host picked from its rewards) and the rewards, sent once."""
   cfg, g = run.cfg, run.cfg.rollout.group_size

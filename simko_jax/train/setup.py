@@ -53,7 +53,8 @@ class Run:
 
   def put_rows_micro(self, batch):
     """A micro-batched host `Batch` ([M, mb, ...] leaves) -> global arrays, mb over the data axes
-    (multi-process: global mb = process_count x the local mb)."""
+    (multi-process: global mb = process_count x the local mb). The loop builds its batches on device
+    (`train.batch`); this is for batches made on the host (tests, tools)."""
     sharding = batch_sharding(self.mesh, 2)
     return jax.tree.map(lambda x: host_rows_to_global(x, sharding), batch)
 
