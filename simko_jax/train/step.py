@@ -46,7 +46,8 @@ def __getattr__(name):
 
 
 class Batch(NamedTuple):
-  """Responses for one optimizer step. Leading dims `...` are [M, B / M] in `train_step`, [B] elsewhere.
+  """Responses for one optimizer step. Leading dims `...` are [M, mb] in `train_step` (M micro-
+  batches of mb rows), [B] elsewhere (`train.batch` builds it on device, rows sharded over the mesh).
 
   tokens:         [..., T] int32, prompt (left-padded to Tp) followed by the response (R tokens).
   attention_mask: [..., T] int32, 1 for real prompt and response tokens.
@@ -151,7 +152,7 @@ def train_step_fn(graphdef, tx: optax.GradientTransformation, loss_cfg: LossHPar
 
 
 def batch_sharding(mesh, leading_dims: int = 2) -> NamedSharding:
-  """Micro-batched leaves [M, B / M, ...] split rows over ("data", "fsdp"); [B, ...] when leading_dims=1."""
+  """Micro-batched leaves [M, mb, ...] split mb over ("data", "fsdp"); [B, ...] when leading_dims=1."""
   return NamedSharding(mesh, P(*([None] * (leading_dims - 1)), ("data", "fsdp")))
 
 
@@ -173,7 +174,8 @@ def jit_train_step(graphdef, tx, loss_cfg: LossHParams, param_shardings, opt_sha
 
 
 def jit_logprobs(graphdef, loss_cfg: LossHParams, param_shardings, mesh):
-  """Jitted `(params, tokens, attention_mask, positions, response_len) -> logp [B, R]` (old/ref)."""
+  """Jitted `(params, tokens [B, T], attention_mask [B, T], positions [B, T], response_len) -> logp
+  float32 [B, R]` (old/ref log-probs; inputs and output rows sharded over ("data", "fsdp"))."""
 
   def logprobs(params, tokens, attention_mask, positions, response_len):
     stats = response_token_stats(graphdef, params, tokens, attention_mask, positions, response_len,
