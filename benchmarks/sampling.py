@@ -134,7 +134,7 @@ def bench_ours(args, lengths):
       t = time.perf_counter()
       run()
       warm.append(time.perf_counter() - t)
-    return report("ours", lengths, first, warm, batch=args.batch, new_tokens=args.new, lengths=args.lengths,
+    return report("ours", lengths, first, warm, batch=args.batch, new_tokens=args.new, length_dist=args.lengths,
                   compile_s=round(compile_s, 2), compilations=sampler.num_compilations, weights=source,
                   dtype=args.dtype)
 
@@ -213,7 +213,7 @@ def main():
         "useful tokens/s, static batches")
     print(f"{k}: {val:.2f}x ({verdict})")
   print("JSON " + json.dumps(dict(workload=dict(batch=args.batch, prompt=args.prompt, new_tokens=args.new,
-                                                dtype=args.dtype, lengths=args.lengths, requests=args.requests,
+                                                dtype=args.dtype, length_dist=args.lengths, requests=args.requests,
                                                 useful_tokens=int(lengths.sum()), static_steps=static_steps,
                                                 static_row_utilisation=round(
                                                     float(lengths.sum() / (static_steps * args.batch)), 4)),

@@ -66,7 +66,7 @@ def main():
   # Nothing to compile: warm up with a 4-token generation instead of a full (minutes-long) call.
   warmup = lambda: generate(slice(0, args.batch), lengths[:args.batch].clip(max=4))
   first, warm = time_runs(run, args.runs, warmup=warmup)
-  report("transformers", lengths, first, warm, batch=args.batch, new_tokens=args.new, lengths=args.lengths,
+  report("transformers", lengths, first, warm, batch=args.batch, new_tokens=args.new, length_dist=args.lengths,
          torch=torch.__version__, transformers=transformers.__version__, threads=torch.get_num_threads(),
          dtype=str(next(model.parameters()).dtype).removeprefix("torch."))
 

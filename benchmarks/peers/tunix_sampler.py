@@ -79,7 +79,7 @@ def main():
       assert all(len(t) == steps for t in out.tokens), [len(t) for t in out.tokens][:4]
 
   first, warm = time_runs(run, args.runs)
-  report("tunix", lengths, first, warm, batch=args.batch, new_tokens=args.new, lengths=args.lengths,
+  report("tunix", lengths, first, warm, batch=args.batch, new_tokens=args.new, length_dist=args.lengths,
          tunix=md.version("google-tunix"), jax=jax.__version__,
          dtype=str(jax.tree.leaves(nnx.state(model))[0].dtype))
 
