@@ -23,8 +23,8 @@ with one-slot `dynamic_update_slice`s, so XLA keeps it in one buffer for the who
 round trip, no per-step copy; nothing to donate between calls, since no buffer outlives the call).
 `max_new_tokens`, `max_new_per_sample`, `temperature`, `top_p` and the stop ids (padded to a multiple
 of 8) are traced values, so new values inside the same buckets do not recompile; batch size, Pb, Nb, n,
-top_k, greedy and (top_p < 1) are static. `Sampler.num_compilations` counts traces of the program (each trace is
-one compilation).
+top_k, greedy and (top_p < 1) are static. `Sampler.num_compilations` counts traces of the program
+(each trace is one compilation).
 
 Positions follow the model's convention (cumsum(mask) - 1): response token i of a prompt with L real
 tokens has position L + i, so a trainer forward over `tokens` with `attention_mask` reproduces the
