@@ -7,7 +7,7 @@ plugs in through one `decode` function (phase 2, below).
 
   slots, refilled_N = refill(init_slots(N), queue_B)     # the first N pairs
   out = empty_output(B, R, pad_id)
-  while not drained(slots):
+  while not drained(slots, B):
     carry, token_N, logprob_N, stop_N = decode(carry, slots, refilled_N)
     slots, out = record(slots, out, token_N, logprob_N, stop_N, budget_B)
     slots, refilled_N = refill(slots, queue_B)
@@ -23,11 +23,11 @@ lands.
 Invariants (checked against a Python reference scheduler in tests/sampling/test_slots.py):
   - a slot is live (holds a pair) iff not done_N after `refill`; idle slots hold pair -1 and stay done;
   - `refill` hands queue entries out in slot order: the k-th done slot (cumsum over done_N) takes entry
-    head + k, a gather from the queue; a slot finding the queue drained goes idle;
+    head + k, a gather from the queue (at most `max_refill` a step); a slot left without one is idle;
   - `record` writes each live slot's token at out[pair, pos] (one scatter of N values a step; idle
     slots write nowhere), then ends the response when it emitted a stop id or reached its budget;
-  - the loop ends when the queue is drained and every slot is idle: every pair is decoded exactly once,
-    each of its tokens written once, in order.
+  - the loop ends when the queue is drained and every slot is idle (`drained`): every pair is decoded
+    exactly once, each of its tokens written once, in order.
 
 Sharding: every [N, ...] and [B, ...] array is row-indexed; `schedule(constrain=...)` applies the
 caller's row sharding to the carry each step (as the static sampler's `shard_rows`). The per-step
@@ -37,13 +37,14 @@ Phase 2 (the model inside `decode`, after the one-block decoder lands):
   1. Cache rows are slots: the decode cache has N rows, not B. Slot n holds its pair's prompt
      left-padded to Pb at cache slots [0, Pb - 1) and response token i at cache slot Pb - 1 + i, as
      today; its kv mask row is reset on refill to prompt_mask ++ zeros.
-  2. Prefill on refill: the slots refilled at a step (`refilled_N`) are prefilled together: gather
-     their prompts (prompt_BxTp[pair_N // G]) and run the prefill on those rows, writing only the
-     refilled rows of the cache (the others keep theirs); under a `lax.cond` that skips steps with no
-     refill. Bounded cost: at most M rows a step (refill the first M free slots, the rest wait one
-     step) keeps the prefill a static shape. Shared prefixes: the G samples of a prompt are adjacent
-     in the queue, so where the prompt cache is not too big, prefill each prompt once (P rows, as the
-     static sampler does) into a [P, ...] prompt cache and make a refill a row copy (gather) from it.
+  2. Prefill on refill: the slots refilled at a step are prefilled together, in `decode` before its
+     decode step: rows_M = `refilled_rows(refilled_N, M)` with M = `max_refill` (a static shape; the
+     first fill of all N slots is the static sampler's prefill), their prompts
+     prompt_BxTp[pair_N[rows_M] // G] run through the prefill and are scattered into those cache rows
+     (mode="drop" for the padding rows), under a `lax.cond` that skips steps with no refill.
+     Shared prefixes: the G samples of a prompt are adjacent in the queue, so where a [P, ...] prompt
+     cache fits, prefill each prompt once (P rows, as the static sampler does) and make a refill a row
+     gather from it (no recompute); the benchmark's n = 1 workload cannot gain from it.
   3. One decode step with per-row cache positions: row n feeds its last token (the prompt's last
      token when pos_N[n] == 0) at cache slot slot_N[n] = Pb - 1 + pos_N[n], RoPE position
      prompt_length(pair) + pos_N[n]. The attention then needs: the per-row write column (a per-row
@@ -92,20 +93,29 @@ def empty_output(num_pairs: int, max_len: int, pad_id: int) -> Output:
                 mask_BxR=jnp.zeros((num_pairs, max_len), jnp.int32), stopped_B=jnp.zeros((num_pairs,), bool))
 
 
-def refill(slots: Slots, queue_B: jax.Array) -> tuple[Slots, jax.Array]:
-  """Give every done slot the next queue entry, in slot order. Returns (slots, refilled_N bool): the
-  slots that took a new pair (their cache rows need the pair's prompt). Done slots finding the queue
-  drained go idle (pair -1)."""
+def refill(slots: Slots, queue_B: jax.Array, max_refill: int | None = None) -> tuple[Slots, jax.Array]:
+  """Give done slots the next queue entries, in slot order (at most `max_refill` slots, static; None =
+  all). Returns (slots, refilled_N bool): the slots that took a new pair (their cache rows need the
+  pair's prompt). Done slots left without a pair (queue drained, or over `max_refill`: they get one
+  at a later step) hold pair -1."""
   b = queue_B.shape[0]
   free_N = slots.done_N
-  entry_N = slots.head + jnp.cumsum(free_N.astype(jnp.int32)) - 1  # the k-th free slot takes head + k
-  refilled_N = free_N & (entry_N < b)
-  new_pair_N = jnp.where(refilled_N, queue_B[jnp.clip(entry_N, 0, b - 1)], -1)
-  slots = Slots(pair_N=jnp.where(free_N, new_pair_N, slots.pair_N),
+  rank_N = jnp.cumsum(free_N.astype(jnp.int32)) - 1  # the k-th free slot takes queue entry head + k
+  refilled_N = free_N & (slots.head + rank_N < b)
+  if max_refill is not None:
+    refilled_N &= rank_N < max_refill
+  new_pair_N = queue_B[jnp.clip(slots.head + rank_N, 0, b - 1)]
+  slots = Slots(pair_N=jnp.where(refilled_N, new_pair_N, jnp.where(free_N, -1, slots.pair_N)),
                 pos_N=jnp.where(refilled_N, 0, slots.pos_N),
                 done_N=free_N & ~refilled_N,
-                head=jnp.minimum(slots.head + free_N.sum(dtype=jnp.int32), b))
+                head=slots.head + refilled_N.sum(dtype=jnp.int32))
   return slots, refilled_N
+
+
+def refilled_rows(refilled_N: jax.Array, size: int) -> jax.Array:
+  """int32 [size]: the indices of the first `size` refilled slots, padded with N (out of range: a
+  scatter with mode="drop" skips them): the rows a fixed-shape prefill of the new prompts writes."""
+  return jnp.nonzero(refilled_N, size=size, fill_value=refilled_N.shape[0])[0].astype(jnp.int32)
 
 
 def record(slots: Slots, out: Output, token_N: jax.Array, logprob_N: jax.Array, stop_N: jax.Array,
@@ -126,9 +136,9 @@ def record(slots: Slots, out: Output, token_N: jax.Array, logprob_N: jax.Array, 
   return slots, out
 
 
-def drained(slots: Slots) -> jax.Array:
-  """[] bool: no slot holds a pair (after `refill`: the queue is drained and every response ended)."""
-  return jnp.all(slots.pair_N < 0)
+def drained(slots: Slots, queue_size: int) -> jax.Array:
+  """[] bool: the queue is drained and no slot holds a pair (every response has ended)."""
+  return (slots.head >= queue_size) & jnp.all(slots.pair_N < 0)
 
 
 def prompt_and_sample(pair_N: jax.Array, group: int) -> tuple[jax.Array, jax.Array]:
@@ -148,16 +158,17 @@ Decode = Callable[[Any, Slots, jax.Array], tuple[Any, jax.Array, jax.Array, jax.
 
 
 def schedule(decode: Decode, carry: Any, queue_B: jax.Array, budget_B: jax.Array, *, num_slots: int,
-             max_len: int, pad_id: int, constrain: Callable[[Any], Any] = lambda tree: tree
-             ) -> tuple[Any, Output, jax.Array]:
+             max_len: int, pad_id: int, max_refill: int | None = None,
+             constrain: Callable[[Any], Any] = lambda tree: tree) -> tuple[Any, Output, jax.Array]:
   """Serve every pair of `queue_B` (int32 [B], a permutation of arange(B)) with `num_slots` slots.
 
   decode(carry, slots, refilled_N) -> (carry, token_N int32, logprob_N float32, stop_N bool): the next
   token of each live slot's pair at response index slots.pos_N (refilled_N: slots that took a new pair
   since the last call, whose per-slot state must be reset from their pair's prompt first); values of
-  idle slots are ignored. budget_B: int32 [B] in [1, max_len]. constrain: applied to (carry, slots,
-  out) after each step (e.g. `with_sharding_constraint` of the row axes). Returns (carry, outputs by
-  pair, number of decode steps run).
+  idle slots are ignored. budget_B: int32 [B] in [1, max_len]. max_refill: at most this many slots
+  take a new pair per step after the first fill of all N (a static bound for the prefill of refilled
+  slots; None = every free slot). constrain: applied to (carry, slots, out) after each step (e.g.
+  `with_sharding_constraint` of the row axes). Returns (carry, outputs by pair, decode steps run).
   """
   slots, refilled_N = refill(init_slots(num_slots), queue_B)
   budget_B = jnp.minimum(budget_B, max_len)
@@ -165,10 +176,10 @@ def schedule(decode: Decode, carry: Any, queue_B: jax.Array, budget_B: jax.Array
   def step(c: _Loop) -> _Loop:
     carry, token_N, logprob_N, stop_N = decode(c.carry, c.slots, c.refilled_N)
     slots, out = record(c.slots, c.out, token_N, logprob_N, stop_N, budget_B)
-    slots, refilled_N = refill(slots, queue_B)
+    slots, refilled_N = refill(slots, queue_B, max_refill)
     carry, slots, out = constrain((carry, slots, out))
     return _Loop(carry, slots, refilled_N, out, c.steps + 1)
 
   init = _Loop(carry, slots, refilled_N, empty_output(queue_B.shape[0], max_len, pad_id), jnp.int32(0))
-  final = jax.lax.while_loop(lambda c: ~drained(c.slots), step, init)
+  final = jax.lax.while_loop(lambda c: ~drained(c.slots, queue_B.shape[0]), step, init)
   return final.carry, final.out, final.steps

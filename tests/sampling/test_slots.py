@@ -13,7 +13,7 @@ import pytest
 from jax.sharding import NamedSharding, PartitionSpec
 
 from simko_jax.sampling.slots import (drained, empty_output, init_slots, prompt_and_sample, record, refill,
-                                      schedule)
+                                      refilled_rows, schedule)
 
 V, PAD, MOD = 97, 0, 1_000_003
 G = 3  # samples per prompt
@@ -38,11 +38,13 @@ def prefill_state(pair):
 def fake_decode(carry, slots, refilled_N):
   state_N = jnp.where(refilled_N, prefill_state(slots.pair_N), carry)
   token_N, logprob_N, state_N = next_token(slots.pair_N, slots.pos_N, state_N)
-  return state_N, token_N.astype(jnp.int32), logprob_N.astype(jnp.float32), slots.pos_N + 1 == stop_len(slots.pair_N)
+  stop_N = slots.pos_N + 1 == stop_len(slots.pair_N)
+  return state_N, token_N.astype(jnp.int32), logprob_N.astype(jnp.float32), stop_N
 
 
-def reference(queue, budget, num_slots, max_len):
-  """Python scheduler: slots refilled in slot order from the queue; outputs by pair; decode steps."""
+def reference(queue, budget, num_slots, max_len, max_refill=None):
+  """Python scheduler: slots refilled in slot order from the queue (at most max_refill a step after the
+  first fill); outputs by pair; decode steps."""
   b = len(queue)
   tokens = np.full((b, max_len), PAD, np.int64)
   logprobs = np.zeros((b, max_len), np.float32)
@@ -51,14 +53,14 @@ def reference(queue, budget, num_slots, max_len):
   slots = [None] * num_slots  # [pair, pos, state] or None
   head, steps = 0, 0
 
-  def fill():
+  def fill(limit):
     nonlocal head
     for n in range(num_slots):
-      if slots[n] is None and head < b:
+      if slots[n] is None and head < b and limit > 0:
         slots[n] = [queue[head], 0, prefill_state(queue[head])]
-        head += 1
+        head, limit = head + 1, limit - 1
 
-  fill()
+  fill(num_slots)
   while any(s is not None for s in slots):
     steps += 1
     for n, s in enumerate(slots):
@@ -70,28 +72,29 @@ def reference(queue, budget, num_slots, max_len):
       stop = pos + 1 == stop_len(pair)
       stopped[pair] = stop
       slots[n] = None if stop or pos + 1 >= min(budget[pair], max_len) else [pair, pos + 1, state]
-    fill()
+    fill(num_slots if max_refill is None else max_refill)
   return tokens, logprobs, mask, stopped, steps
 
 
-def run(queue, budget, num_slots, max_len, constrain=lambda tree: tree, place=lambda x: x):
-  fn = jax.jit(lambda q, bud, carry: schedule(fake_decode, carry, q, bud, num_slots=num_slots,
-                                                  max_len=max_len, pad_id=PAD, constrain=constrain))
+def run(queue, budget, num_slots, max_len, max_refill=None, constrain=lambda tree: tree, place=lambda x: x):
+  fn = jax.jit(lambda q, bud, carry: schedule(fake_decode, carry, q, bud, num_slots=num_slots, max_len=max_len,
+                                              pad_id=PAD, max_refill=max_refill, constrain=constrain))
   carry = place(jnp.zeros((num_slots,), jnp.int32))
   _, out, steps = fn(place(jnp.asarray(queue, jnp.int32)), place(jnp.asarray(budget, jnp.int32)), carry)
   return out, int(steps)
 
 
-@pytest.mark.parametrize("num_pairs,num_slots,order", [(24, 4, "identity"), (30, 8, "permuted"),
-                                                       (5, 8, "identity"), (12, 1, "reversed")])
-def test_schedule_matches_python_reference(num_pairs, num_slots, order):
+@pytest.mark.parametrize("num_pairs,num_slots,order,max_refill", [
+    (24, 4, "identity", None), (30, 8, "permuted", None), (5, 8, "identity", None), (12, 1, "reversed", None),
+    (30, 8, "permuted", 2)])
+def test_schedule_matches_python_reference(num_pairs, num_slots, order, max_refill):
   rng = np.random.default_rng(num_pairs)
   queue = {"identity": np.arange(num_pairs), "reversed": np.arange(num_pairs)[::-1],
            "permuted": rng.permutation(num_pairs)}[order]
   budget = rng.integers(1, 25, num_pairs)  # some responses end by budget, some by their stop
   max_len = 16  # budgets above it are capped
-  out, steps = run(queue, budget, num_slots, max_len)
-  tokens, logprobs, mask, stopped, ref_steps = reference(queue.tolist(), budget, num_slots, max_len)
+  out, steps = run(queue, budget, num_slots, max_len, max_refill)
+  tokens, logprobs, mask, stopped, ref_steps = reference(queue.tolist(), budget, num_slots, max_len, max_refill)
   np.testing.assert_array_equal(np.asarray(out.tokens_BxR), tokens)
   np.testing.assert_allclose(np.asarray(out.logprobs_BxR), logprobs, rtol=1e-6)
   np.testing.assert_array_equal(np.asarray(out.mask_BxR), mask)
@@ -100,9 +103,9 @@ def test_schedule_matches_python_reference(num_pairs, num_slots, order):
   lengths = np.minimum([stop_len(p) for p in range(num_pairs)], np.minimum(budget, max_len))
   np.testing.assert_array_equal(mask.sum(-1), lengths)  # every pair decoded once, to its end
   assert stopped.any() and not stopped.all()
-  # Refilling pays: fewer steps than static batches of num_slots rows in queue order.
-  static = sum(lengths[queue[i:i + num_slots]].max() for i in range(0, num_pairs, num_slots))
-  assert steps <= static
+  if max_refill is None:  # refilling pays: no more steps than static batches of num_slots rows
+    static = sum(lengths[queue[i:i + num_slots]].max() for i in range(0, num_pairs, num_slots))
+    assert steps <= static
 
 
 def test_refill_hands_out_queue_entries_in_slot_order():
@@ -117,13 +120,19 @@ def test_refill_hands_out_queue_entries_in_slot_order():
   slots, out = record(slots, out, jnp.asarray([7, 8, 9, 10]), jnp.zeros(4), stop, budget)
   np.testing.assert_array_equal(slots.done_N, [False, True, False, True])
   np.testing.assert_array_equal(out.tokens_BxR[:, 0], [9, PAD, PAD, 8, 10, 7])
+  capped, refilled = refill(slots, queue, max_refill=1)  # slot 3 waits for the next step
+  np.testing.assert_array_equal(capped.pair_N, [5, 1, 0, -1])
+  assert int(capped.head) == 5 and capped.done_N[3] and not capped.done_N[1]
+  np.testing.assert_array_equal(refilled_rows(refilled, 2), [1, 4])
   slots, refilled = refill(slots, queue)
   np.testing.assert_array_equal(slots.pair_N, [5, 1, 0, 2])
   np.testing.assert_array_equal(refilled, [False, True, False, True])
+  np.testing.assert_array_equal(refilled_rows(refilled, 3), [1, 3, 4])
   np.testing.assert_array_equal(slots.pos_N, [1, 0, 1, 0])
   slots, refilled = refill(slots._replace(done_N=jnp.asarray([True, True, False, False])), queue)
   np.testing.assert_array_equal(slots.pair_N, [-1, -1, 0, 2])  # queue drained: slots 0, 1 go idle
-  assert not refilled.any() and slots.done_N[:2].all() and not bool(drained(slots))
+  assert not refilled.any() and slots.done_N[:2].all() and not bool(drained(slots, 6))
+  assert bool(drained(slots._replace(pair_N=jnp.full((4,), -1)), 6))
   np.testing.assert_array_equal(prompt_and_sample(jnp.asarray([0, 4, 5]), 3)[0], [0, 1, 1])
   np.testing.assert_array_equal(prompt_and_sample(jnp.asarray([0, 4, 5]), 3)[1], [0, 1, 2])
 
@@ -142,9 +151,10 @@ def test_sharded_slots_equal_unsharded():
 
   rng = np.random.default_rng(0)
   queue, budget = rng.permutation(40), rng.integers(1, 25, 40)
-  want, want_steps = run(queue, budget, 16, 16)
+  want, want_steps = run(queue, budget, 16, 16, max_refill=4)
   with jax.set_mesh(mesh):
-    got, steps = run(queue, budget, 16, 16, constrain=constrain, place=lambda x: jax.device_put(x, rows))
+    got, steps = run(queue, budget, 16, 16, max_refill=4, constrain=constrain,
+                     place=lambda x: jax.device_put(x, rows))
   assert got.tokens_BxR.sharding.spec == rows.spec
   for name in ("tokens_BxR", "logprobs_BxR", "mask_BxR", "stopped_B"):
     np.testing.assert_array_equal(np.asarray(getattr(got, name)), np.asarray(getattr(want, name)))
