@@ -4,11 +4,11 @@ The tiny study model leaves the CPU mostly idle per op, so S seeds in one progra
 multiple of one. Every piece is the library's own; only the seed axis is new:
   * sampling: the sampler's traced program (`sampling.sampler._sample_program`, the one `Sampler`
     jits) under `jax.vmap` over (params, prompts, key); its output for seed s is handed to the
-    library's `train.rollout.sample_groups` through `replay` (a `Sampler` whose compiled program
+    library's `train.rollout.sample_and_score` through `replay` (a `Sampler` whose compiled program
     returns that output), so decoding, scoring and truncation are the library's code;
-  * advantages and batches: `rollout.select_groups`, `rollout.advantages_for`, `rollout.build_batch`;
+  * advantages and batches: `rollout.select_groups`, `train.batch.assemble_batch` (on device);
   * old log-probs: `train.step.response_token_stats` (the trainer's forward), vmapped, in the same
-    row chunks as `rollout.batched_logprobs`;
+    row chunks as `train.batch.fill_logprobs`;
   * updates: `train.step.train_step_fn` (loss, accumulation, clipping, AdamW, non-finite skip),
     vmapped over (params, optimizer state, micro-batches), mini-batch order as in `loop.iteration`.
 Randomness per seed is the trainer's: prompts from a `PromptPipeline` seeded with the seed, sampling
@@ -29,11 +29,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from simko_jax import hparams
 from simko_jax.data.pipeline import PipelineConfig, PromptPipeline
+from simko_jax.parallel import make_mesh
 from simko_jax.sampling import sampler as sampler_lib
+from simko_jax.train import batch as batch_lib
 from simko_jax.train import rollout
-from simko_jax.train.step import (Batch, LossConfig, is_on_policy, make_optimizer, response_token_stats,
-                                  train_step_fn)
+from simko_jax.train.step import Batch, batch_sharding, is_on_policy, make_optimizer, response_token_stats, train_step_fn
 
 
 def stack(trees):
@@ -104,7 +106,8 @@ class VmappedTrainer:
     self.rc, self.graphdef, self.tokenizer, self.scorer = rc, graphdef, tokenizer, scorer
     self.sampler, self.seed_sampler = sampler, SeedSampler(sampler)
     self.train_examples = train_examples
-    self.loss_cfg = LossConfig.from_config(rc)
+    self.loss_cfg = hparams.LossHParams.from_config(rc)
+    self.rows = batch_sharding(make_mesh(devices=jax.devices()[:1]), 1)  # one device: the seeds are vmapped
     updates = rc.algo.ppo_epochs * (rc.rollout.prompts_per_step // rc.algo.mini_batch_prompts)
     self.tx, self.schedule = make_optimizer(rc.optim, rc.train.steps * updates)
     self.train_step = jax.jit(jax.vmap(train_step_fn(graphdef, self.tx, self.loss_cfg)),
@@ -137,19 +140,21 @@ class VmappedTrainer:
         top_p=rc.rollout.top_p, top_k=rc.rollout.top_k)
     batches, metrics = [], []
     for s, p in enumerate(prompts):
-      timings: dict = {}
-      groups = rollout.sample_groups(replay(self.sampler, outputs_S, s), None, p, keys[s], rc.rollout,
-                                     self.tokenizer, self.scorer.score, timings,
-                                     rc.rewards.truncated_is_wrong)
-      groups, padded = rollout.select_groups([groups], rc.rollout.prompts_per_step, g, False)
-      adv = rollout.advantages_for(groups.rewards.reshape(-1, g), rc.algo).reshape(-1)
-      batch = rollout.build_batch(groups, adv, rc.algo.overlong_mask)
+      out, scored, _, _ = rollout.sample_and_score(
+          replay(self.sampler, outputs_S, s), None, p, keys[s], rc.rollout, self.tokenizer,
+          self.scorer.score, rc.rewards.truncated_is_wrong)
+      _, padded = rollout.select_groups(scored, rc.rollout.prompts_per_step, g, False)
+      batch = batch_lib.assemble_batch(
+          (out,), None, jnp.asarray(scored.rewards), group_size=g, advantage=rc.algo.advantage,
+          adv_eps=rc.algo.adv_eps, overlong_mask=rc.algo.overlong_mask, sharding=self.rows)
       batches.append(batch)
-      metrics.append(rollout.rollout_metrics(groups, batch, padded, g))
+      record = rollout.rollout_metrics(scored, padded, g)
+      record["advantage_abs_mean"] = float(jnp.abs(batch.advantages).mean())
+      metrics.append(record)
     return stack(batches), metrics
 
   def _old_logprobs(self, runs: SeedRuns, batch_S: Batch) -> Batch:
-    """`rollout.batched_logprobs` for every seed: the same row chunks, vmapped over seeds."""
+    """`train.batch.fill_logprobs` for every seed: the same row chunks, vmapped over seeds."""
     n, r = batch_S.loss_mask.shape[1:]
     chunk = self.rc.algo.micro_batch_size
     out = [self.logprobs(runs.params_S, batch_S.tokens[:, lo:lo + chunk],

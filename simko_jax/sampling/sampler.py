@@ -14,15 +14,17 @@ One compiled XLA program per static signature does everything:
   2. that cache, the kv mask and the last prompt token are repeated to B*n rows (row b*n + j = sample
      j of prompt b, so GRPO groups are contiguous): the prompt is never recomputed n times.
   3. `lax.while_loop` over steps i: feed the previous token (the last prompt token at i = 0) at cache
-     slot Pb-1+i, sample token i from its logits, stop a row when it emits a stop id. The loop ends when
-     i == max_new_tokens or every row has stopped (early exit; `SampleOutput.num_steps` counts steps).
+     slot Pb-1+i, sample token i from its logits, stop a row when it emits a stop id or reaches its budget
+     (`max_new_tokens`, or its `max_new_per_sample` entry). The loop ends when every row has stopped
+     (early exit; `SampleOutput.num_steps` counts steps). Row b*n + j draws token i with the key
+     fold_in(fold_in(fold_in(key, b), j), i): its response does not depend on its batch row.
 The cache lives only inside that program: it is a while-loop carry that `decode.decode_step` updates
 with one-slot `dynamic_update_slice`s, so XLA keeps it in one buffer for the whole decode (no host
 round trip, no per-step copy; nothing to donate between calls, since no buffer outlives the call).
-`max_new_tokens`, `temperature`, `top_p` and the stop ids (padded to a multiple of 8) are traced
-values, so new values inside the same buckets do not recompile; batch size, Pb, Nb, n, top_k, greedy
-and (top_p < 1) are static. `Sampler.num_compilations` counts traces of the program (each trace is
-one compilation).
+`max_new_tokens`, `max_new_per_sample`, `temperature`, `top_p` and the stop ids (padded to a multiple
+of 8) are traced values, so new values inside the same buckets do not recompile; batch size, Pb, Nb, n,
+top_k, greedy and (top_p < 1) are static. `Sampler.num_compilations` counts traces of the program
+(each trace is one compilation).
 
 Positions follow the model's convention (cumsum(mask) - 1): response token i of a prompt with L real
 tokens has position L + i, so a trainer forward over `tokens` with `attention_mask` reproduces the
@@ -100,11 +102,12 @@ class _Loop(NamedTuple):
   out_mask: jax.Array      # [Bn, Nb] int32
 
 
-def _sample_program(graphdef, state, prompt_BxP, prompt_mask_BxP, key, temperature, top_p, max_new,
+def _sample_program(graphdef, state, prompt_BxP, prompt_mask_BxP, key, temperature, top_p, max_new_Bn,
                     stop_ids_K, *, n: int, n_buf: int, top_k: int, greedy: bool, use_top_p: bool,
                     pad_id: int, cache_dtype: Any, mesh, rules, counter):
   """The traced body of one compiled sampler program (see module docstring). `stop_ids_K` is int32,
-  padded with -1. Returns (tokens_BnxNb, logprobs_BnxNb, mask_BnxNb, stopped_Bn, num_steps)."""
+  padded with -1; `max_new_Bn` int32 is each row's token budget (<= n_buf).
+  Returns (tokens_BnxNb, logprobs_BnxNb, mask_BnxNb, stopped_Bn, num_steps)."""
   counter[0] += 1  # runs once per trace == once per compilation
   model = nnx.merge(graphdef, state)
   b, p = prompt_BxP.shape
@@ -140,18 +143,24 @@ def _sample_program(graphdef, state, prompt_BxP, prompt_mask_BxP, key, temperatu
     cache = empty_cache(model.cfg, bn, s, cache_dtype)
   cache = shard_cache(cache)
   last_pos_Bn = rep(positions_BxP[:, -1])
+  # Row b*n + j draws token i with fold_in(fold_in(fold_in(key, b), j), i): a response depends on its
+  # (prompt, sample) pair only, not on its batch row (b is the global prompt index, the same sharded,
+  # unsharded or multi-process), so a continuous-batching slot can reproduce it exactly.
+  pair_keys_Bn = jax.vmap(lambda b_, j_: jax.random.fold_in(jax.random.fold_in(key, b_), j_))(
+      jnp.arange(bn) // n, jnp.arange(bn) % n)
 
   # 3. Decode loop: step i feeds `token` at slot p-1+i and samples response token i.
   def cond(c: _Loop):
-    return (c.step < max_new) & ~jnp.all(c.done)
+    return ~jnp.all(c.done | (c.step >= max_new_Bn))
 
   def body(c: _Loop):
     i = c.step
     logits, cache = decode_step(model, layer_params, c.token, last_pos_Bn + i, c.cache, p - 1 + i, c.kv_mask,
                                 rope, first_slot=p - 1, cache_dtype=cache_dtype, lm_head_DxV=lm_head_DxV)
-    tok, logp = sample_next(logits, jax.random.fold_in(key, i), temperature, top_p,
+    row_keys_Bn = jax.vmap(jax.random.fold_in, (0, None))(pair_keys_Bn, i)
+    tok, logp = sample_next(logits, row_keys_Bn, temperature, top_p,
                             top_k=top_k, greedy=greedy, use_top_p=use_top_p)
-    live = ~c.done
+    live = ~c.done & (i < max_new_Bn)
     tok = jnp.where(live, tok, pad_id)
     logp = jnp.where(live, logp, 0.0)
     col = (jnp.int32(0), i)
@@ -244,7 +253,8 @@ class Sampler:
 
   def sample(self, params_state, prompt_tokens, prompt_mask, key, *, n: int = 1, max_new_tokens: int,
              temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0, greedy: bool = False,
-             stop_ids: Sequence[int] | None = None, keep_global: bool = False) -> SampleOutput:
+             stop_ids: Sequence[int] | None = None, keep_global: bool = False,
+             max_new_per_sample=None) -> SampleOutput:
     """Sample n responses per prompt. See `SampleOutput` for the result.
 
     prompt_tokens, prompt_mask: [B, P] int, left-padded (every row's last column is a real token).
@@ -254,9 +264,12 @@ class Sampler:
     The result is assembled on device (nothing is read back here). keep_global: in a multi-process run,
     return the global arrays (every host's rows, host-major, sharded over the batch axes) for a device-
     side consumer such as the trainer; False gives each host the rows of its own prompts.
+    max_new_per_sample: None, or int [B, n] in [1, max_new_tokens]: sample j of prompt b ends
+    (FINISH_LENGTH) after max_new_per_sample[b, j] tokens; a traced value (no recompile), and the loop
+    exits once every row has stopped or reached its own budget.
     """
     args, static = self._prepare(params_state, prompt_tokens, prompt_mask, key, n, max_new_tokens,
-                                 temperature, top_p, top_k, greedy, stop_ids)
+                                 temperature, top_p, top_k, greedy, stop_ids, max_new_per_sample)
     with self._context():
       out = self._jitted(*args, **static)
       out = _sample_output(args[1], args[2], *out, n=int(n), prompt_len=np.shape(prompt_tokens)[1],
@@ -269,10 +282,10 @@ class Sampler:
 
   def lower(self, params_state, prompt_tokens, prompt_mask, key, *, n: int = 1, max_new_tokens: int,
             temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0, greedy: bool = False,
-            stop_ids: Sequence[int] | None = None):
+            stop_ids: Sequence[int] | None = None, max_new_per_sample=None):
     """The `jax.stages.Lowered` program `sample` would run (for `.compile()`, cost analysis, HLO)."""
     args, static = self._prepare(params_state, prompt_tokens, prompt_mask, key, n, max_new_tokens,
-                                 temperature, top_p, top_k, greedy, stop_ids)
+                                 temperature, top_p, top_k, greedy, stop_ids, max_new_per_sample)
     with self._context():
       return self._jitted.lower(*args, **static)
 
@@ -286,7 +299,7 @@ class Sampler:
     return stack
 
   def _prepare(self, params_state, prompt_tokens, prompt_mask, key, n, max_new_tokens, temperature,
-               top_p, top_k, greedy, stop_ids):
+               top_p, top_k, greedy, stop_ids, max_new_per_sample=None):
     """Validate, bucket and place the inputs: (positional args, static kwargs) of the jitted program."""
     prompt = np.asarray(prompt_tokens, np.int32)
     pmask = np.asarray(prompt_mask, np.int32)
@@ -300,6 +313,14 @@ class Sampler:
     if max_new_tokens < 1 or n < 1:
       raise ValueError(f"need max_new_tokens >= 1 and n >= 1, got {max_new_tokens}, {n}")
     b, p = prompt.shape
+    budget = np.full((b, n), max_new_tokens, np.int32)
+    if max_new_per_sample is not None:
+      budget = np.asarray(max_new_per_sample)
+      if budget.shape != (b, n) or not np.issubdtype(budget.dtype, np.integer) or not (
+          (budget >= 1) & (budget <= max_new_tokens)).all():
+        raise ValueError(f"max_new_per_sample must be integers [B, n] = [{b}, {n}] in [1, max_new_tokens = "
+                         f"{max_new_tokens}], got {budget.dtype} {budget.shape} (pass None for no per-row limit)")
+    budget_Bn = budget.astype(np.int32).reshape(b * n)  # row b*n + j = sample j of prompt b
     pb, nb = round_up(p, self.prompt_bucket), round_up(max_new_tokens, self.gen_bucket)
     # Extra left padding up to the bucket (mask 0: invisible and position-neutral).
     prompt_b = np.full((b, pb), self.pad_id, np.int32)
@@ -316,11 +337,16 @@ class Sampler:
         put = lambda x: jax.make_array_from_process_local_data(rows, x)
       else:
         put = lambda x: jax.device_put(x, rows)
+      rows_1d = NamedSharding(self.mesh, logical_to_spec(("batch",), self.mesh, self.rules,
+                                                         (b * n * jax.process_count(),)))
+      budget_Bn = (jax.make_array_from_process_local_data(rows_1d, budget_Bn) if jax.process_count() > 1
+                   else jax.device_put(budget_Bn, rows_1d))
     else:
       put = jax.device_put  # once, explicitly: the program and the output assembly both read them
+      budget_Bn = jax.device_put(budget_Bn)
     prompt_b, pmask_b = put(prompt_b), put(pmask_b)
     args = (params_state, prompt_b, pmask_b, key, jnp.float32(temperature), jnp.float32(top_p),
-            jnp.int32(max_new_tokens), stop_arr)
+            budget_Bn, stop_arr)
     static = dict(n=int(n), n_buf=nb, top_k=int(top_k), greedy=bool(greedy),
                   use_top_p=bool(top_p < 1.0) and not greedy, pad_id=self.pad_id,
                   cache_dtype=self.cache_dtype, mesh=self.mesh, rules=self.rules)
