@@ -52,6 +52,12 @@ def saved_layers_unfused(step_dir) -> bool:
   return any(key.endswith("'layers', 'wq')") for key in tree)
 
 
+def _raw(mapping: Mapping) -> Mapping:
+  """The mapping itself; for an nnx.State its raw mapping (indexing a State wraps nested dicts in States,
+  which would change the tree structure)."""
+  return mapping.raw_mapping if isinstance(mapping, nnx.State) else mapping
+
+
 def _rebuild(template: Any, children: dict) -> Any:
   """A mapping of `template`'s type (dict or nnx.State) holding `children`."""
   return nnx.State(children) if isinstance(template, nnx.State) else dict(children)
@@ -62,8 +68,8 @@ def _map_layers(fn, tree: Any, *others: Any) -> Any:
   the other trees walked in parallel; other nodes are rebuilt with their own type."""
   if isinstance(tree, Mapping):
     if "w_qkv" in tree or "wq" in tree:
-      return fn(tree, *others)
-    return _rebuild(tree, {k: _map_layers(fn, v, *(o[k] for o in others)) for k, v in tree.items()})
+      return fn(_raw(tree), *map(_raw, others))
+    return _rebuild(tree, {k: _map_layers(fn, v, *(_raw(o)[k] for o in others)) for k, v in _raw(tree).items()})
   if isinstance(tree, tuple) and hasattr(tree, "_fields"):  # optax NamedTuple states
     return type(tree)(*(_map_layers(fn, v, *(getattr(o, f) for o in others))
                         for f, v in zip(tree._fields, tree)))
@@ -84,7 +90,7 @@ def unfused_target(cfg: ModelConfig, target: Any) -> Any:
   """`target` (abstract arrays, `ShapeDtypeStruct`s with shardings) with every layers mapping in the old
   layout: the old names and shapes, replicated on the mesh of the new params (a one-off conversion)."""
 
-  def old(layers):
+  def old(layers):  # (a raw mapping: rebuilt as a dict)
     some = next(iter(layers.values()))  # every layer param shares the dtype (and the mesh)
     sds = _leaf(some)
     mesh = getattr(getattr(sds, "sharding", None), "mesh", None)
