@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -43,7 +44,7 @@ from simko_jax.models.transformer import Transformer
 from simko_jax.parallel import model_shardings, opt_state_shardings, shard_model
 from simko_jax.rewards.registry import get_reward_fn
 from simko_jax.sampling.sampler import Sampler
-from simko_jax.train import loop, sft
+from simko_jax.train import checkpoint_layout, loop, sft
 from simko_jax.train.setup import Run, build_mesh
 from simko_jax.train.step import LossHParams, is_on_policy, jit_logprobs, jit_train_step, make_optimizer
 
@@ -89,6 +90,23 @@ def _flatten_params(params) -> dict[str, np.ndarray]:
   return {jax.tree_util.keystr(path): np.asarray(x) for path, x in flat}
 
 
+def _restore_flat(flat: dict[str, np.ndarray], target: dict, model_cfg) -> dict:
+  """The pure-dict params `target` filled from `_flatten_params` output. Warm starts saved before the
+  fused decoder layout (issue 22: separate wq/wk/wv, w_gate/w_up; e.g. the committed study-4 warm start,
+  whose sha256 is pinned) are fused by the library's checkpoint conversion, exactly."""
+  if "['layers']['wq']" not in flat:
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(target)
+    return jax.tree_util.tree_unflatten(treedef, [jnp.asarray(flat[jax.tree_util.keystr(p)]) for p, _ in leaves])
+  old: dict = {}
+  for key, value in flat.items():
+    *parents, leaf = re.findall(r"\['([^']+)'\]", key)
+    node = old
+    for name in parents:
+      node = node.setdefault(name, {})
+    node[leaf] = jnp.asarray(value)
+  return checkpoint_layout.convert_to_fused(model_cfg, old, target)
+
+
 def warm_start(cfg, directories, log=print, make_pairs=None, split=None):
   """(graphdef, params, info): the supervised warm start. Loaded from the first of `directories` that
   holds one for this config (hash of model / task / warm-up fields, and of `split`, a description of
@@ -109,9 +127,7 @@ def warm_start(cfg, directories, log=print, make_pairs=None, split=None):
       continue
     with np.load(npz) as data:
       flat = dict(data)
-    leaves, treedef = jax.tree_util.tree_flatten_with_path(nnx.to_pure_dict(params))
-    restored = [jnp.asarray(flat[jax.tree_util.keystr(p)]) for p, _ in leaves]
-    nnx.replace_by_pure_dict(params, jax.tree_util.tree_unflatten(treedef, restored))
+    nnx.replace_by_pure_dict(params, _restore_flat(flat, nnx.to_pure_dict(params), model.cfg))
     log(f"[warm start] loaded {npz} (hash {key})")
     return graphdef, params, info
   directory = [d for d in directories if d][-1]
