@@ -75,7 +75,8 @@ def build_model(weights: str, dtype: str = "float32"):
   dt = jnp.dtype(dtype)
   if weights in ("auto", "gguf"):
     try:
-      model, cfg = load_pretrained(smollm2_gguf_path(), dtype=dt)
+      model = load_pretrained(smollm2_gguf_path(), dtype=dt)
+      cfg = model.cfg
       return model, "gguf"
     except (FileNotFoundError, ImportError) as e:
       if weights == "gguf":

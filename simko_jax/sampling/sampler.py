@@ -42,8 +42,8 @@ from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 
 from simko_jax.parallel import logical_to_sharding, logical_to_spec, use_rules
-from simko_jax.sampling.decode import (LAYER_CACHE_AXES, decode_step, empty_cache, lm_head_weight, prefill,
-                                       rope_table, split_layer_params)
+from simko_jax.models.inference import decode_step, lm_head_weight, prefill, rope_table, unstack_layers
+from simko_jax.models.kv_cache import LAYER_CACHE_AXES, empty_cache
 from simko_jax.sampling.filtering import sample_next
 
 FINISH_STOP = 0    # emitted a stop id (EOS); it is the last token inside response_mask
@@ -100,9 +100,9 @@ class _Loop(NamedTuple):
 
 
 def _sample_program(graphdef, state, prompt_BxP, prompt_mask_BxP, key, temperature, top_p, max_new,
-                    stop_ids_K, *, n: int, n_buf: int, top_k: int, greedy: bool, use_top_p: bool,
+                    stop_ids, *, n: int, n_buf: int, top_k: int, greedy: bool, use_top_p: bool,
                     pad_id: int, cache_dtype: Any, mesh, rules, counter):
-  """The traced body of one compiled sampler program (see module docstring). `stop_ids_K` is int32,
+  """The traced body of one compiled sampler program (see module docstring). `stop_ids` is int32,
   padded with -1. Returns (tokens_BnxNb, logprobs_BnxNb, mask_BnxNb, stopped_Bn, num_steps)."""
   counter[0] += 1  # runs once per trace == once per compilation
   model = nnx.merge(graphdef, state)
@@ -128,7 +128,7 @@ def _sample_program(graphdef, state, prompt_BxP, prompt_mask_BxP, key, temperatu
 
   # 1-2. Prefill all but the last prompt column on the B prompts (no logits) straight into the decode
   # loop's per-layer cache of B*n rows: the prompt is never recomputed n times.
-  layer_params = split_layer_params(model)  # sliced once, outside the loop
+  layer_params = unstack_layers(model)  # sliced once, outside the loop
   rope = rope_table(model.cfg, s)  # cos/sin rows gathered by position: no sin/cos inside any layer
   lm_head_DxV = lm_head_weight(model)  # [D, V] in memory (a transposed copy when tied), once per call
   kv_mask_BxS = jnp.concatenate([pmask, jnp.zeros((b, n_buf), jnp.int32)], axis=-1)
@@ -159,7 +159,7 @@ def _sample_program(graphdef, state, prompt_BxP, prompt_mask_BxP, key, temperatu
     out_mask = jax.lax.dynamic_update_slice(c.out_mask, live.astype(jnp.int32)[:, None], col)
     # The sampled token is written at slot p+i next step; it is a visible key only for live rows.
     kv_mask = jax.lax.dynamic_update_slice(c.kv_mask, live.astype(jnp.int32)[:, None], (jnp.int32(0), p + i))
-    done = c.done | (live & jnp.isin(tok, stop_ids_K))
+    done = c.done | (live & jnp.isin(tok, stop_ids))
     cache = shard_cache(cache)
     return _Loop(i + 1, cache, kv_mask, tok, done, out_tokens, out_logprobs, out_mask)
 

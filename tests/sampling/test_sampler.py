@@ -42,7 +42,7 @@ def test_greedy_equals_stepwise_argmax_of_full_forward(make_cfg):
 
 
 def test_greedy_and_logprobs_across_key_blocks(llama):
-  """A 192-slot cache holds keys in three 64-slot blocks (`decode.key_block`); decoding from slot 63 to
+  """A 192-slot cache holds keys in three 64-slot blocks (`kv_cache.key_block`); decoding from slot 63 to
   132 writes into all three and attends across them."""
   model, _, state, fwd = llama
   sampler = Sampler(nnx.split(model)[0], prompt_bucket=64, gen_bucket=64)
@@ -64,7 +64,7 @@ def test_greedy_and_logprobs_across_key_blocks(llama):
 
 def test_long_prompt_blocks_are_kept_while_decoding_past_them(llama):
   """Prompts bucketed to 128 slots: decoding starts at slot 127, so the first 64-slot key/value block
-  holds only prompt keys and is never written again (`decode._write_slot` skips it); greedy tokens and
+  holds only prompt keys and is never written again (`kv_cache.write_slot` skips it); greedy tokens and
   log-probs must still match the full forward, which reads those prompt keys."""
   model, _, state, fwd = llama
   sampler = Sampler(nnx.split(model)[0], prompt_bucket=128, gen_bucket=64)
@@ -186,10 +186,10 @@ def test_rejects_right_padding(llama):
 
 
 def test_blocks_computed_and_masked_equal_blocks_skipped(llama, monkeypatch):
-  """The GPU decode layout (`decode.skip_blocks_with_cond` False: the cache is one block, computed and
+  """The GPU decode layout (`kv_cache.skip_blocks_with_cond` False: the cache is one block, computed and
   masked whole), and three blocks computed and masked, give the tokens and log-probs of the CPU layout
   (three 64-slot blocks, the ones past the current slot skipped by a `lax.cond`)."""
-  from simko_jax.sampling import decode
+  from simko_jax.models import kv_cache
   model, _, state, _ = llama
   prompt, pmask = left_padded(model.cfg.vocab_size, LENGTHS, P, seed=6)
   blocks_per_run = []  # key blocks per layer under each run's setting
@@ -197,14 +197,14 @@ def test_blocks_computed_and_masked_equal_blocks_skipped(llama, monkeypatch):
   def run():
     sampler = Sampler(nnx.split(model)[0], prompt_bucket=64, gen_bucket=64)  # S = 192
     out = sampler.sample(state, prompt, pmask, jax.random.key(2), n=2, max_new_tokens=40, stop_ids=())
-    blocks_per_run.append(192 // decode.key_block(192))
+    blocks_per_run.append(192 // kv_cache.key_block(192))
     return out
 
-  monkeypatch.setattr(decode, "skip_blocks_with_cond", lambda: True)
+  monkeypatch.setattr(kv_cache, "skip_blocks_with_cond", lambda: True)
   skipped = run()
-  monkeypatch.setattr(decode, "skip_blocks_with_cond", lambda: False)
+  monkeypatch.setattr(kv_cache, "skip_blocks_with_cond", lambda: False)
   one_block = run()
-  monkeypatch.setattr(decode, "max_key_blocks", lambda: decode.MAX_KEY_BLOCKS)
+  monkeypatch.setattr(kv_cache, "max_key_blocks", lambda: kv_cache.MAX_KEY_BLOCKS)
   masked = run()
   assert blocks_per_run == [3, 1, 3]
   for out in (one_block, masked):
