@@ -37,6 +37,7 @@ import numpy as np
 from jax.sharding import PartitionSpec as P
 
 from simko_jax.losses.token_stats import TokenStats, token_stats_from_logits
+from simko_jax.models.layers import soft_cap
 from simko_jax.parallel import logical_to_spec
 
 
@@ -109,6 +110,7 @@ def token_stats_from_hidden(
     temperature: float = 1.0,
     chunk_size: int = 1024,
     entropy_grad: bool = False,
+    logit_softcap: float | None = None,
 ) -> TokenStats:
   """`token_stats_from_logits(hidden @ unembedding, ...)` computed chunk by chunk.
 
@@ -119,6 +121,8 @@ def token_stats_from_hidden(
       is summed over the chunks in float32).
     targets: [...] int token ids, same leading shape as `hidden`.
     num_candidates, temperature, entropy_grad: as in `token_stats_from_logits`.
+    logit_softcap: the model's final-logit soft-cap (Gemma 2's final_logit_softcapping; None: off),
+      applied to each chunk's logits before temperature, as the model applies it.
     chunk_size: about this many tokens per chunk, all of one device's rows together (static; see
       `chunk_layout`). Padding tokens added to fill the last chunk are dropped.
 
@@ -132,7 +136,7 @@ def token_stats_from_hidden(
   h_NxTxD = hidden.reshape(rows, lead_shape[-1], d_model)
   y_NxT = targets.reshape(rows, lead_shape[-1]).astype(jnp.int32)
   stats_fn = functools.partial(_chunked_stats, chunk_size=chunk_size, num_candidates=num_candidates,
-                               temperature=temperature, entropy_grad=entropy_grad)
+                               temperature=temperature, entropy_grad=entropy_grad, logit_softcap=logit_softcap)
   row_axes = _row_mesh_axes(rows)
   if row_axes:
     # Per device: its own rows, the whole unembedding (gathered once), dW summed over chunks locally
@@ -158,7 +162,8 @@ def _row_mesh_axes(rows: int) -> tuple[str, ...]:
   return () if axes is None else ((axes,) if isinstance(axes, str) else tuple(axes))
 
 
-def _chunked_stats(h_NxTxD, w_DxV, y_NxT, *, chunk_size, num_candidates, temperature, entropy_grad):
+def _chunked_stats(h_NxTxD, w_DxV, y_NxT, *, chunk_size, num_candidates, temperature, entropy_grad,
+                   logit_softcap=None):
   """TokenStats [N, T, ...] of (h @ w) in chunks of about `chunk_size` tokens (see `to_chunks`)."""
   rows, length, d_model = h_NxTxD.shape
   layout = chunk_layout(rows, length, chunk_size)
@@ -166,7 +171,7 @@ def _chunked_stats(h_NxTxD, w_DxV, y_NxT, *, chunk_size, num_candidates, tempera
   @functools.partial(jax.checkpoint, prevent_cse=False)
   def one_chunk(h_NxSxD, y_NxS):
     n, s = y_NxS.shape
-    logits = lm_head_logits(h_NxSxD.reshape(n * s, d_model), w_DxV)
+    logits = soft_cap(lm_head_logits(h_NxSxD.reshape(n * s, d_model), w_DxV), logit_softcap)
     stats = token_stats_from_logits(
         logits, y_NxS.reshape(n * s), num_candidates=num_candidates, temperature=temperature,
         entropy_grad=entropy_grad)
