@@ -190,7 +190,8 @@ FIELD_CHECKS: dict[str, Check] = {
     "model.checkpoint": STRING,
     "model.hub_cache_dir": Check(lambda v: isinstance(v, str) and "://" not in v,
                                  "'' (huggingface_hub's default cache) or a local directory path"),
-    "model.random_preset": one_of("tiny_llama3", "tiny_qwen2", "tiny_qwen3"),  # models.config.PRESETS
+    "model.random_preset": one_of("tiny_llama3", "tiny_qwen2", "tiny_qwen3", "tiny_gemma2",  # models.config.PRESETS
+                                  "tiny_gemma3"),
     "model.dtype": one_of("float32", "bfloat16"), "model.param_dtype": one_of("float32", "bfloat16"),
     "model.remat": one_of("none", "full", "dots_saveable", "dots_with_no_batch_dims_saveable"),
     "model.attention_impl": one_of("xla", "cudnn"),

@@ -256,4 +256,29 @@ def tiny_qwen3(**kw) -> ModelConfig:
   return ModelConfig(**base)
 
 
-PRESETS = {"tiny_llama3": tiny_llama3, "tiny_qwen2": tiny_qwen2, "tiny_qwen3": tiny_qwen3}
+def tiny_gemma2(**kw) -> ModelConfig:
+  """Tiny Gemma 2 style config: (1 + w) and post norms, GeGLU, scaled embeddings, both soft-caps,
+  query_pre_attn_scalar != head_dim, sliding window 4 on every other layer."""
+  base = dict(vocab_size=256, hidden_size=64, num_layers=4, num_heads=4, num_kv_heads=2, head_dim=24,
+              intermediate_size=96, rms_norm_eps=1e-6, rope_theta=10000.0, tie_word_embeddings=True,
+              max_position_embeddings=256, bos_token_id=2, eos_token_id=1, pad_token_id=0,
+              architecture="Gemma2ForCausalLM", norm_offset=1.0, post_norms=True, hidden_act="gelu_pytorch_tanh",
+              scale_embeddings=True, query_pre_attn_scalar=32.0, attn_logit_softcapping=5.0,
+              final_logit_softcapping=3.0, sliding_window=4,
+              layer_types=("sliding_attention", "full_attention") * 2)
+  base.update(kw)
+  return ModelConfig(**base)
+
+
+def tiny_gemma3(**kw) -> ModelConfig:
+  """Tiny Gemma 3 style config: as `tiny_gemma2` without the attention soft-cap, with QK-norm, every
+  third layer global, a local RoPE base for sliding layers and linear RoPE scaling on global ones."""
+  base = dict(num_layers=6, qk_norm=True, attn_logit_softcapping=None, architecture="Gemma3ForCausalLM",
+              layer_types=("sliding_attention", "sliding_attention", "full_attention") * 2,
+              rope_scaling={"rope_type": "linear", "factor": 2.0}, rope_local_theta=100.0)
+  base.update(kw)
+  return tiny_gemma2(**base)
+
+
+PRESETS = {"tiny_llama3": tiny_llama3, "tiny_qwen2": tiny_qwen2, "tiny_qwen3": tiny_qwen3,
+           "tiny_gemma2": tiny_gemma2, "tiny_gemma3": tiny_gemma3}

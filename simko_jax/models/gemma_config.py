@@ -192,6 +192,11 @@ def _rope_parameters(theta: float, scaling: dict[str, Any] | None) -> dict[str, 
   return {"rope_type": "linear", "factor": scaling["factor"], "rope_theta": theta}
 
 
+def _int_if_whole(x: float) -> int | float:
+  """transformers' Gemma configs type query_pre_attn_scalar as int (strict: 32.0 is refused)."""
+  return int(x) if float(x).is_integer() else x
+
+
 def gemma_hf_config(cfg) -> dict[str, Any]:
   """The transformers-5 `config.json` dict of a Gemma `ModelConfig` (export); `gemma_options` reads it
   back to the same config."""
@@ -202,7 +207,7 @@ def gemma_hf_config(cfg) -> dict[str, Any]:
       "num_attention_heads": cfg.num_heads, "num_key_value_heads": cfg.num_kv_heads, "head_dim": cfg.head_dim,
       "intermediate_size": cfg.intermediate_size, "rms_norm_eps": cfg.rms_norm_eps,
       "hidden_activation": "gelu_pytorch_tanh", "max_position_embeddings": cfg.max_position_embeddings,
-      "query_pre_attn_scalar": cfg.query_pre_attn_scalar, "attn_logit_softcapping": cfg.attn_logit_softcapping,
+      "query_pre_attn_scalar": _int_if_whole(cfg.query_pre_attn_scalar), "attn_logit_softcapping": cfg.attn_logit_softcapping,
       "final_logit_softcapping": cfg.final_logit_softcapping, "sliding_window": cfg.sliding_window,
       "layer_types": list(cfg.layer_types), "tie_word_embeddings": cfg.tie_word_embeddings,
       "bos_token_id": cfg.bos_token_id, "eos_token_id": cfg.eos_token_id, "pad_token_id": cfg.pad_token_id,
