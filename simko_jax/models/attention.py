@@ -61,16 +61,16 @@ def gqa_attention(q_BxTxHxDh: jax.Array, k_BxSxKxDh: jax.Array, v_BxSxKxDh: jax.
   # kv-major: every contraction is a plain batched [Q*T, Dh] x [Dh, S] / [Q*T, S] x [S, Dh] matmul per
   # (row, kv head); the einsums straight over the [B, T, K, Dh] layouts were slower on XLA:CPU
   # (SmolLM2 shape, B=32, 2 cores: T=63 forward 8 -> 4 ms per layer, T=192 forward+backward 222 -> 175).
-  q = h // k
-  q_BxKxQTxDh = jnp.transpose(q_BxTxHxDh.reshape(b, t, k, q, dh), (0, 2, 3, 1, 4)).reshape(b, k, q * t, dh)
+  n_q = h // k
+  q_BxKxQTxDh = jnp.transpose(q_BxTxHxDh.reshape(b, t, k, n_q, dh), (0, 2, 3, 1, 4)).reshape(b, k, n_q * t, dh)
   k_BxKxDhxS = jnp.transpose(k_BxSxKxDh.astype(q_BxKxQTxDh.dtype), (0, 2, 3, 1))
   v_BxKxSxDh = jnp.swapaxes(v_BxSxKxDh, 1, 2)
   scores = jnp.einsum("bkqd,bkds->bkqs", q_BxKxQTxDh, k_BxKxDhxS, preferred_element_type=jnp.float32)
-  scores = soft_cap(scores.reshape(b, k, q, t, -1) * scale, softcap)
+  scores = soft_cap(scores.reshape(b, k, n_q, t, -1) * scale, softcap)
   scores = jnp.where(mask_BxTxS[:, None, None, :, :], scores, MASKED_SCORE)
-  probs = jax.nn.softmax(scores, axis=-1).reshape(b, k, q * t, -1)
+  probs = jax.nn.softmax(scores, axis=-1).reshape(b, k, n_q * t, -1)
   out = jnp.einsum("bkqs,bksd->bkqd", probs.astype(v_BxKxSxDh.dtype), v_BxKxSxDh,
                    preferred_element_type=jnp.float32)
-  out = jnp.transpose(out.reshape(b, k, q, t, dh), (0, 3, 1, 2, 4))
+  out = jnp.transpose(out.reshape(b, k, n_q, t, dh), (0, 3, 1, 2, 4))
   out = out.reshape(b, t, h, dh).astype(q_BxTxHxDh.dtype)
   return constrain(out, ("batch", "length", "heads", "head_dim"))

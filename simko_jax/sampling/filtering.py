@@ -51,28 +51,28 @@ def categorical_and_logz(key: jax.Array, logits_BxV: jax.Array) -> tuple[jax.Arr
   pad = n_chunks * CHUNK - v
   logits = jnp.pad(logits_BxV, ((0, 0), (0, pad)), constant_values=_NEG_INF) if pad else logits_BxV
   max_Bx1 = jnp.max(logits, axis=-1, keepdims=True)
-  probs_BxCxK = jnp.exp(logits - max_Bx1).reshape(b, n_chunks, CHUNK)
-  mass_BxC = probs_BxCxK.sum(-1)
+  chunk_probs = jnp.exp(logits - max_Bx1).reshape(b, n_chunks, CHUNK)  # [B, n_chunks, CHUNK]
+  chunk_mass = chunk_probs.sum(-1)
   key_chunk, key_token = jax.random.split(key)
-  chunk_B = jax.random.categorical(key_chunk, jnp.log(mass_BxC), axis=-1)
-  inside_BxK = jnp.take_along_axis(probs_BxCxK, chunk_B[:, None, None], axis=1)[:, 0]
-  token_B = jax.random.categorical(key_token, jnp.log(inside_BxK), axis=-1)
-  logz_B = max_Bx1[:, 0] + jnp.log(mass_BxC.sum(-1))
+  chunk_B = jax.random.categorical(key_chunk, jnp.log(chunk_mass), axis=-1)
+  inside_probs = jnp.take_along_axis(chunk_probs, chunk_B[:, None, None], axis=1)[:, 0]
+  token_B = jax.random.categorical(key_token, jnp.log(inside_probs), axis=-1)
+  logz_B = max_Bx1[:, 0] + jnp.log(chunk_mass.sum(-1))
   return (chunk_B * CHUNK + token_B).astype(jnp.int32), logz_B
 
 
-def _nucleus_mask(sorted_logits_BxK: jax.Array, top_p: jax.Array, logz_Bx1: jax.Array) -> jax.Array:
-  """Keep-mask over logits sorted in descending order, probabilities exp(logit - logz): the smallest
+def _nucleus_mask(sorted_logits_BxC: jax.Array, top_p: jax.Array, logz_Bx1: jax.Array) -> jax.Array:
+  """Keep-mask over the C candidate logits sorted in descending order, probabilities exp(logit - logz): the smallest
   prefix whose mass reaches `top_p` (HF convention: a token is kept iff the mass strictly before it is
   < top_p; the most likely token is always kept)."""
-  probs = jnp.exp(sorted_logits_BxK - logz_Bx1)
+  probs = jnp.exp(sorted_logits_BxC - logz_Bx1)
   mass_before = jnp.cumsum(probs, axis=-1) - probs
   return (mass_before < top_p).at[:, 0].set(True)
 
 
-def _draw_sorted(key, sorted_BxK, idx_BxK, keep_BxK):
-  pick_B = categorical(key, jnp.where(keep_BxK, sorted_BxK, _NEG_INF))
-  return jnp.take_along_axis(idx_BxK, pick_B[:, None], axis=-1)[:, 0].astype(jnp.int32)
+def _draw_sorted(key, sorted_BxC, idx_BxC, keep_BxC):
+  pick_B = categorical(key, jnp.where(keep_BxC, sorted_BxC, _NEG_INF))
+  return jnp.take_along_axis(idx_BxC, pick_B[:, None], axis=-1)[:, 0].astype(jnp.int32)
 
 
 def _top_p_draw(key, scaled_BxV, logz_B, top_p):

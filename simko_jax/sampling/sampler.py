@@ -1,26 +1,26 @@
 """Jitted batched sampler with a KV cache: prefill once per prompt, `lax.while_loop` decode for n samples.
 
   sampler = Sampler(graphdef, pad_id=0, stop_ids=(2,), mesh=None)
-  out = sampler.sample(state, prompt_BxP, prompt_mask_BxP, key, n=4, max_new_tokens=128,
+  out = sampler.sample(state, prompt_PxTp, prompt_mask_PxTp, key, n=4, max_new_tokens=128,
                        temperature=1.0, top_p=1.0, top_k=0, greedy=False)
 
 One compiled XLA program per static signature does everything:
-  1. prefill (`decode.prefill`): the B prompts (left-padded; bucketed to Pb = round_up(P,
-     prompt_bucket) by adding more left padding) minus their last column run through the model once
-     (no logits) and their keys/values fill slots [0, Pb-1) of the per-layer cache of `decode`
-     (keys in <= 32 blocks [B*n, KVH, Dh, blk] and values in as many [B*n, KVH, blk, Dh] per layer,
-     S = Pb + Nb, Nb = round_up(max_new_tokens, gen_bucket); blocks past the current slot are skipped;
-     on GPU one block, computed and masked: `decode.max_key_blocks`).
-  2. that cache, the kv mask and the last prompt token are repeated to B*n rows (row b*n + j = sample
-     j of prompt b, so GRPO groups are contiguous): the prompt is never recomputed n times.
+  1. prefill (`models.inference.prefill`): the P prompts (left-padded; Tp bucketed to
+     Tb = round_up(Tp, prompt_bucket) by adding more left padding) minus their last column run through
+     the model once (no logits) and their keys/values fill slots [0, Tb-1) of the per-layer cache of
+     `models.kv_cache` (keys in <= 32 blocks [B, K, Dh, blk] and values in as many [B, K, blk, Dh] per
+     layer, B = P*n rows, S = Tb + Rb, Rb = round_up(max_new_tokens, gen_bucket); blocks past the
+     current slot are skipped; on GPU one block, computed and masked: `kv_cache.max_key_blocks`).
+  2. that cache, the kv mask and the last prompt token are repeated to B = P*n rows (row p*n + j =
+     sample j of prompt p, so GRPO groups are contiguous): the prompt is never recomputed n times.
   3. `lax.while_loop` over steps i: feed the previous token (the last prompt token at i = 0) at cache
-     slot Pb-1+i, sample token i from its logits, stop a row when it emits a stop id. The loop ends when
+     slot Tb-1+i, sample token i from its logits, stop a row when it emits a stop id. The loop ends when
      i == max_new_tokens or every row has stopped (early exit; `SampleOutput.num_steps` counts steps).
-The cache lives only inside that program: it is a while-loop carry that `decode.decode_step` updates
+The cache lives only inside that program: it is a while-loop carry that `inference.decode_step` updates
 with one-slot `dynamic_update_slice`s, so XLA keeps it in one buffer for the whole decode (no host
 round trip, no per-step copy; nothing to donate between calls, since no buffer outlives the call).
 `max_new_tokens`, `temperature`, `top_p` and the stop ids (padded to a multiple of 8) are traced
-values, so new values inside the same buckets do not recompile; batch size, Pb, Nb, n, top_k, greedy
+values, so new values inside the same buckets do not recompile; P, Tb, Rb, n, top_k, greedy
 and (top_p < 1) are static. `Sampler.num_compilations` counts traces of the program (each trace is
 one compilation).
 
@@ -51,17 +51,18 @@ FINISH_LENGTH = 1  # ran out of max_new_tokens
 
 
 class SampleOutput(NamedTuple):
-  """Result of `Sampler.sample` for B prompts x n samples (rows b*n .. b*n+n-1 belong to prompt b).
+  """Result of `Sampler.sample` for P prompts x n samples: B = P*n rows (rows p*n .. p*n+n-1 belong to
+  prompt p), Tp prompt columns (as passed), R = max_new_tokens response columns.
 
-  tokens           [B*n, P+N] int32  prompt (as passed, left-padded) followed by the response
-  prompt_mask      [B*n, P]   int32  1 = real prompt token
-  response_mask    [B*n, N]   int32  1 = generated token, up to and including the stop token
-  response_tokens  [B*n, N]   int32  generated tokens; pad_id after the stop token / unused steps
-  logprobs         [B*n, N]   f32    log_softmax(logits / temperature)[token] of the unfiltered
-                                     distribution; 0 where response_mask == 0
-  finish_reason    [B*n]      int32  FINISH_STOP (0) or FINISH_LENGTH (1)
-  response_lengths [B*n]      int32  response_mask.sum(-1)
-  num_steps        []         int32  decode-loop iterations run (< N when every row stopped early)
+  tokens           [B, Tp+R] int32  prompt (as passed, left-padded) followed by the response
+  prompt_mask      [B, Tp]   int32  1 = real prompt token
+  response_mask    [B, R]    int32  1 = generated token, up to and including the stop token
+  response_tokens  [B, R]    int32  generated tokens; pad_id after the stop token / unused steps
+  logprobs         [B, R]    f32    log_softmax(logits / temperature)[token] of the unfiltered
+                                    distribution; 0 where response_mask == 0
+  finish_reason    [B]       int32  FINISH_STOP (0) or FINISH_LENGTH (1)
+  response_lengths [B]       int32  response_mask.sum(-1)
+  num_steps        []        int32  decoding-loop iterations run (< R when every row stopped early)
   """
   tokens: jax.Array
   prompt_mask: jax.Array
@@ -74,12 +75,12 @@ class SampleOutput(NamedTuple):
 
   @property
   def attention_mask(self) -> jax.Array:
-    """[B*n, P+N] mask for a trainer forward over `tokens`: prompt_mask ++ response_mask."""
+    """[B, Tp+R] mask for a trainer forward over `tokens`: prompt_mask ++ response_mask."""
     return jnp.concatenate([self.prompt_mask, self.response_mask], axis=-1)
 
   @property
   def positions(self) -> jax.Array:
-    """[B*n, P+N] RoPE positions the sampler used: cumsum(attention_mask) - 1, clipped at 0."""
+    """[B, Tp+R] RoPE positions the sampler used: cumsum(attention_mask) - 1, clipped at 0."""
     return jnp.maximum(jnp.cumsum(self.attention_mask, axis=-1) - 1, 0)
 
 
@@ -88,30 +89,30 @@ def round_up(x: int, multiple: int) -> int:
 
 
 class _Loop(NamedTuple):
-  """While-loop carry (Bn = B*n rows, S cache slots, Nb response buffer columns)."""
+  """While-loop carry (B = P*n rows, S cache slots, Rb response buffer columns)."""
   step: jax.Array          # [] int32
-  cache: dict              # {"k": L lists of key blocks [Bn, KVH, Dh, blk], "v": L lists of [Bn, KVH, blk, Dh]}
-  kv_mask: jax.Array       # [Bn, S] int32
-  token: jax.Array         # [Bn] int32, the token fed at this step
-  done: jax.Array          # [Bn] bool, row has emitted a stop id
-  out_tokens: jax.Array    # [Bn, Nb] int32
-  out_logprobs: jax.Array  # [Bn, Nb] f32
-  out_mask: jax.Array      # [Bn, Nb] int32
+  cache: dict              # {"k": L lists of key blocks [B, K, Dh, blk], "v": L lists of [B, K, blk, Dh]}
+  kv_mask: jax.Array       # [B, S] int32
+  token: jax.Array         # [B] int32, the token fed at this step
+  done: jax.Array          # [B] bool, row has emitted a stop id
+  out_tokens: jax.Array    # [B, Rb] int32
+  out_logprobs: jax.Array  # [B, Rb] f32
+  out_mask: jax.Array      # [B, Rb] int32
 
 
-def _sample_program(graphdef, state, prompt_BxP, prompt_mask_BxP, key, temperature, top_p, max_new,
+def _sample_program(graphdef, state, prompt_PxTb, prompt_mask_PxTb, key, temperature, top_p, max_new,
                     stop_ids, *, n: int, n_buf: int, top_k: int, greedy: bool, use_top_p: bool,
                     pad_id: int, cache_dtype: Any, mesh, rules, counter):
   """The traced body of one compiled sampler program (see module docstring). `stop_ids` is int32,
-  padded with -1. Returns (tokens_BnxNb, logprobs_BnxNb, mask_BnxNb, stopped_Bn, num_steps)."""
+  padded with -1. Returns (tokens_BxRb, logprobs_BxRb, mask_BxRb, stopped_B, num_steps), B = P*n."""
   counter[0] += 1  # runs once per trace == once per compilation
   model = nnx.merge(graphdef, state)
-  b, p = prompt_BxP.shape
+  b, p = prompt_PxTb.shape  # (P, Tb)
   bn, s = b * n, p + n_buf
-  pmask = prompt_mask_BxP.astype(jnp.int32)
-  positions_BxP = jnp.maximum(jnp.cumsum(pmask, axis=-1) - 1, 0)
+  pmask = prompt_mask_PxTb.astype(jnp.int32)
+  positions_PxTb = jnp.maximum(jnp.cumsum(pmask, axis=-1) - 1, 0)
 
-  def shard_cache(cache):  # the decode loop's per-layer layout (`decode.LAYER_CACHE_AXES`)
+  def shard_cache(cache):  # the decoding loop's per-layer layout (`kv_cache.LAYER_CACHE_AXES`)
     if mesh is None:
       return cache
     place = lambda x, axes: jax.lax.with_sharding_constraint(x, logical_to_sharding(axes, mesh, rules, x.shape))
@@ -126,19 +127,19 @@ def _sample_program(graphdef, state, prompt_BxP, prompt_mask_BxP, key, temperatu
   def rep(x, axis=0):
     return jnp.repeat(x, n, axis=axis, total_repeat_length=x.shape[axis] * n) if n > 1 else x
 
-  # 1-2. Prefill all but the last prompt column on the B prompts (no logits) straight into the decode
-  # loop's per-layer cache of B*n rows: the prompt is never recomputed n times.
+  # 1-2. Prefill all but the last prompt column on the P prompts (no logits) straight into the decode
+  # loop's per-layer cache of B = P*n rows: the prompt is never recomputed n times.
   layer_params = unstack_layers(model)  # sliced once, outside the loop
   rope = rope_table(model.cfg, s)  # cos/sin rows gathered by position: no sin/cos inside any layer
   lm_head_DxV = lm_head_weight(model)  # [D, V] in memory (a transposed copy when tied), once per call
-  kv_mask_BxS = jnp.concatenate([pmask, jnp.zeros((b, n_buf), jnp.int32)], axis=-1)
+  kv_mask_PxS = jnp.concatenate([pmask, jnp.zeros((b, n_buf), jnp.int32)], axis=-1)
   if p > 1:
-    cache = prefill(model, layer_params, prompt_BxP[:, :-1], positions_BxP[:, :-1], pmask[:, :-1], rope,
+    cache = prefill(model, layer_params, prompt_PxTb[:, :-1], positions_PxTb[:, :-1], pmask[:, :-1], rope,
                     cache_len=s, n=n, cache_dtype=cache_dtype)
   else:
     cache = empty_cache(model.cfg, bn, s, cache_dtype)
   cache = shard_cache(cache)
-  last_pos_Bn = rep(positions_BxP[:, -1])
+  last_pos_B = rep(positions_PxTb[:, -1])
 
   # 3. Decode loop: step i feeds `token` at slot p-1+i and samples response token i.
   def cond(c: _Loop):
@@ -146,7 +147,7 @@ def _sample_program(graphdef, state, prompt_BxP, prompt_mask_BxP, key, temperatu
 
   def body(c: _Loop):
     i = c.step
-    logits, cache = decode_step(model, layer_params, c.token, last_pos_Bn + i, c.cache, p - 1 + i, c.kv_mask,
+    logits, cache = decode_step(model, layer_params, c.token, last_pos_B + i, c.cache, p - 1 + i, c.kv_mask,
                                 rope, first_slot=p - 1, cache_dtype=cache_dtype, lm_head_DxV=lm_head_DxV)
     tok, logp = sample_next(logits, jax.random.fold_in(key, i), temperature, top_p,
                             top_k=top_k, greedy=greedy, use_top_p=use_top_p)
@@ -164,8 +165,8 @@ def _sample_program(graphdef, state, prompt_BxP, prompt_mask_BxP, key, temperatu
     return _Loop(i + 1, cache, kv_mask, tok, done, out_tokens, out_logprobs, out_mask)
 
   init = _Loop(
-      step=jnp.int32(0), cache=cache, kv_mask=shard_rows(rep(kv_mask_BxS)),
-      token=shard_rows(rep(prompt_BxP[:, -1].astype(jnp.int32))), done=shard_rows(jnp.zeros((bn,), bool)),
+      step=jnp.int32(0), cache=cache, kv_mask=shard_rows(rep(kv_mask_PxS)),
+      token=shard_rows(rep(prompt_PxTb[:, -1].astype(jnp.int32))), done=shard_rows(jnp.zeros((bn,), bool)),
       out_tokens=shard_rows(jnp.full((bn, n_buf), pad_id, jnp.int32)),
       out_logprobs=shard_rows(jnp.zeros((bn, n_buf), jnp.float32)),
       out_mask=shard_rows(jnp.zeros((bn, n_buf), jnp.int32)))
@@ -180,7 +181,7 @@ class Sampler:
   RL step) reuse the compiled program. pad_id: fills prompt bucket padding and post-stop tokens.
   stop_ids: default stop set (e.g. EOS ids), overridable per call. mesh/rules: run under this mesh
   (params must already be placed, e.g. `shard_model`); batch rows are sharded over ("data", "fsdp") and
-  the cache by `decode.LAYER_CACHE_AXES`. prompt_bucket/gen_bucket: P and max_new_tokens are rounded up
+  the cache by `kv_cache.LAYER_CACHE_AXES`. prompt_bucket/gen_bucket: Tp and max_new_tokens are rounded up
   to these multiples for the static shapes. cache_dtype: default the model's compute dtype.
   """
 
@@ -222,7 +223,7 @@ class Sampler:
              stop_ids: Sequence[int] | None = None) -> SampleOutput:
     """Sample n responses per prompt. See `SampleOutput` for the result.
 
-    prompt_tokens, prompt_mask: [B, P] int, left-padded (every row's last column is a real token).
+    prompt_tokens, prompt_mask: [P, Tp] int, left-padded (every row's last column is a real token).
     key: a `jax.random.key`; the same key, inputs and params give the same tokens (sharded or not).
     temperature > 0. top_k: 0 = off. top_p: 1.0 = off. greedy: argmax (temperature only scales the
     returned log-probs). stop_ids: None = the sampler's default set; () = never stop early.
@@ -275,7 +276,7 @@ class Sampler:
     prompt = np.asarray(prompt_tokens, np.int32)
     pmask = np.asarray(prompt_mask, np.int32)
     if prompt.ndim != 2 or prompt.shape != pmask.shape:
-      raise ValueError(f"prompt_tokens {prompt.shape} and prompt_mask {pmask.shape} must be equal [B, P]")
+      raise ValueError(f"prompt_tokens {prompt.shape} and prompt_mask {pmask.shape} must be equal [P, Tp]")
     if not pmask[:, -1].all():
       raise ValueError("prompts must be left-padded with a real last token in every row "
                        "(prompt_mask[:, -1] == 1)")
