@@ -23,7 +23,6 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import jax
-
 import jax.numpy as jnp
 
 from simko_jax.models.attention import attention_mask, attention_scale, gqa_attention

@@ -25,6 +25,10 @@ before and after attention and the MLP; those are not options.
 
 An option we do not implement raises `ValueError` with one line naming the field (`loading` adds the
 config.json path): bidirectional attention, attention biases, another activation, another RoPE type.
+
+`model_config_kwargs(opts)` turns the options into `ModelConfig` fields (`ModelConfig.from_hf_config`
+calls it for every Gemma config.json); `gemma_hf_config(cfg)` writes the transformers-5 config.json of
+an export.
 """
 
 from __future__ import annotations
