@@ -72,8 +72,10 @@ def test_an_iteration_moves_each_array_across_once(tmp_path, monkeypatch):
   assert gets[:sampler_calls] == [[((G, R), "int32"), ((G,), "int32"), ((G,), "int32")]] * sampler_calls
   assert len(gets) == sampler_calls + 1 and all(shape == () for shape, _ in gets[-1]), gets[-1]
   puts = [leaves[0] for kind, leaves in events if kind == "put"]
-  prompts, rest = puts[:2 * sampler_calls], puts[2 * sampler_calls:]
-  assert all(shape[0] == 1 and dtype == "int32" for shape, dtype in prompts), prompts
+  # Per sampler call: the rows' token budgets [G] (`max_new_per_sample`), then its prompt and mask [1, Tp].
+  inputs, rest = puts[:3 * sampler_calls], puts[3 * sampler_calls:]
+  assert all(shape == (G,) and dtype == "int32" for shape, dtype in inputs[0::3]), inputs
+  assert all(shape[0] == 1 and dtype == "int32" for shape, dtype in inputs[1::3] + inputs[2::3]), inputs
   rows = 2 * G                                 # the step's 2 prompts x G
   assert rest == [((rows,), "int32"),          # the chosen rows of the 4 calls' outputs
                   ((rows,), "float32"),        # their rewards
