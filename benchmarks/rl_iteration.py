@@ -17,9 +17,10 @@ compute, random weights of the same `--shape` (`benchmarks/peers/shapes.py`). Re
 Ours is the real trainer: `train.setup.build_run` on `default_config()` (the model source is swapped
 for a random model of `--shape` with the character tokenizer, the prompt iterator for random ids and the
 verifier pool's `score` for the trivial reward), then `train.loop.iteration` per iteration, whose own
-phase timings are reported: sampling (`sample_s`: sampler call + device_get), reward (`reward_s`: decode
-+ score), old log-probs (`old_logprob_s`: 0 here, skipped on-policy), update (`update_s`: micro-batching,
-host->device, the jitted train step, metrics to host). The iteration time is the wall time of
+phase timings are reported: sampling (`sample_s`: sampler call + the verifier's inputs to the host),
+reward (`reward_s`: decode + score), old log-probs (`old_logprob_s`: the batch assembled on device; the
+old-log-prob forward is skipped on-policy), update (`update_s`: the device gathers of the micro-batches
+and the jitted train step; metrics come to the host once after it). The iteration time is the wall time of
 `iteration()`. Our GRPO and SimKO runs are built side by side and their iterations interleaved (GRPO 1,
 SimKO 1, GRPO 2, ...) so that load drift on a shared machine hits both alike. Tunix:
 `benchmarks/peers/tunix_grpo.py` in its own venv (a subprocess, timed by wrapping its phase methods, see

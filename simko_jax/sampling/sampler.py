@@ -32,6 +32,7 @@ sampler's logits. Log-probs are those of the *unfiltered* tempered distribution 
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 from typing import Any, NamedTuple, Sequence
 
@@ -173,6 +174,30 @@ def _sample_program(graphdef, state, prompt_BxP, prompt_mask_BxP, key, temperatu
   return final.out_tokens, final.out_logprobs, final.out_mask, final.done, final.step
 
 
+@functools.partial(jax.jit, static_argnames=("n", "prompt_len", "max_new_tokens", "mesh", "rules"))
+def _sample_output(prompt_BxPb, pmask_BxPb, tokens_BnxNb, logprobs_BnxNb, mask_BnxNb, stopped_Bn, steps, *,
+                   n: int, prompt_len: int, max_new_tokens: int, mesh, rules) -> SampleOutput:
+  """The program's buffers -> `SampleOutput` on device: the prompts as passed (bucket padding cut off)
+  repeated n times, responses cut to max_new_tokens; rows sharded over the batch axes like the
+  program's own buffers (so each host's rows are those of its own prompts)."""
+  def rows(x):
+    if mesh is None:
+      return x
+    spec = logical_to_spec(("batch",) + (None,) * (x.ndim - 1), mesh, rules, x.shape)
+    return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, spec))
+
+  rep = lambda x: jnp.repeat(x[:, x.shape[1] - prompt_len:], n, axis=0)
+  response_tokens = tokens_BnxNb[:, :max_new_tokens]
+  response_mask = mask_BnxNb[:, :max_new_tokens]
+  out = SampleOutput(
+      tokens=jnp.concatenate([rep(prompt_BxPb), response_tokens], axis=-1),
+      prompt_mask=rep(pmask_BxPb), response_mask=response_mask, response_tokens=response_tokens,
+      logprobs=logprobs_BnxNb[:, :max_new_tokens],
+      finish_reason=jnp.where(stopped_Bn, FINISH_STOP, FINISH_LENGTH).astype(jnp.int32),
+      response_lengths=response_mask.sum(-1).astype(jnp.int32), num_steps=steps)
+  return out._replace(**{k: rows(v) for k, v in out._asdict().items() if k != "num_steps"})
+
+
 class Sampler:
   """Holds a model graphdef and the compiled sampler programs (one per static signature).
 
@@ -219,37 +244,28 @@ class Sampler:
 
   def sample(self, params_state, prompt_tokens, prompt_mask, key, *, n: int = 1, max_new_tokens: int,
              temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0, greedy: bool = False,
-             stop_ids: Sequence[int] | None = None) -> SampleOutput:
+             stop_ids: Sequence[int] | None = None, keep_global: bool = False) -> SampleOutput:
     """Sample n responses per prompt. See `SampleOutput` for the result.
 
     prompt_tokens, prompt_mask: [B, P] int, left-padded (every row's last column is a real token).
     key: a `jax.random.key`; the same key, inputs and params give the same tokens (sharded or not).
     temperature > 0. top_k: 0 = off. top_p: 1.0 = off. greedy: argmax (temperature only scales the
     returned log-probs). stop_ids: None = the sampler's default set; () = never stop early.
+    The result is assembled on device (nothing is read back here). keep_global: in a multi-process run,
+    return the global arrays (every host's rows, host-major, sharded over the batch axes) for a device-
+    side consumer such as the trainer; False gives each host the rows of its own prompts.
     """
     args, static = self._prepare(params_state, prompt_tokens, prompt_mask, key, n, max_new_tokens,
                                  temperature, top_p, top_k, greedy, stop_ids)
     with self._context():
       out = self._jitted(*args, **static)
-    prompt, pmask = np.asarray(prompt_tokens, np.int32), np.asarray(prompt_mask, np.int32)
-    tokens_nb, logprobs_nb, mask_nb, stopped, steps = out
-    if jax.process_count() > 1:  # read back this host's rows only (they follow its own prompts)
+      out = _sample_output(args[1], args[2], *out, n=int(n), prompt_len=np.shape(prompt_tokens)[1],
+                           max_new_tokens=int(max_new_tokens), mesh=self.mesh, rules=self.rules)
+    if jax.process_count() > 1 and not keep_global:  # this host's rows (they follow its own prompts)
       from jax.experimental import multihost_utils
-      local = lambda x: jnp.asarray(multihost_utils.global_array_to_host_local_array(
-          x, x.sharding.mesh, x.sharding.spec))
-      tokens_nb, logprobs_nb, mask_nb, stopped = map(local, (tokens_nb, logprobs_nb, mask_nb, stopped))
-      steps = jnp.asarray(np.asarray(steps))
-    response_tokens = tokens_nb[:, :max_new_tokens]
-    response_mask = mask_nb[:, :max_new_tokens]
-    prompt_rep = np.repeat(prompt, n, axis=0)
-    return SampleOutput(
-        tokens=jnp.concatenate([jnp.asarray(prompt_rep), response_tokens], axis=-1),
-        prompt_mask=jnp.asarray(np.repeat(pmask, n, axis=0)),
-        response_mask=response_mask, response_tokens=response_tokens,
-        logprobs=logprobs_nb[:, :max_new_tokens],
-        finish_reason=jnp.where(stopped, FINISH_STOP, FINISH_LENGTH).astype(jnp.int32),
-        response_lengths=response_mask.sum(-1).astype(jnp.int32), num_steps=steps)
-
+      local = lambda x: multihost_utils.global_array_to_host_local_array(x, x.sharding.mesh, x.sharding.spec)
+      out = SampleOutput(*map(local, out[:-1]), num_steps=jnp.asarray(jax.device_get(out.num_steps)))
+    return out
 
   def lower(self, params_state, prompt_tokens, prompt_mask, key, *, n: int = 1, max_new_tokens: int,
             temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0, greedy: bool = False,
@@ -300,7 +316,9 @@ class Sampler:
         put = lambda x: jax.make_array_from_process_local_data(rows, x)
       else:
         put = lambda x: jax.device_put(x, rows)
-      prompt_b, pmask_b = put(prompt_b), put(pmask_b)
+    else:
+      put = jax.device_put  # once, explicitly: the program and the output assembly both read them
+    prompt_b, pmask_b = put(prompt_b), put(pmask_b)
     args = (params_state, prompt_b, pmask_b, key, jnp.float32(temperature), jnp.float32(top_p),
             jnp.int32(max_new_tokens), stop_arr)
     static = dict(n=int(n), n_buf=nb, top_k=int(top_k), greedy=bool(greedy),

@@ -18,6 +18,7 @@ algo.mini_batch_prompts, algo.micro_batch_size) is *per process*; the prompt pip
 stream positions i, i + P, ... (`PipelineConfig.shard_index/shard_count`), so a global optimizer step
 sees P x mini_batch_prompts prompts. Host rows become global arrays with `host_rows_to_global`
 (`jax.make_array_from_process_local_data`); a host reads back its own rows with `global_rows_to_host`.
+Global arrays of a batch list every host's rows host-major (process 0's, then process 1's, ...).
 """
 
 from __future__ import annotations
@@ -111,11 +112,12 @@ def use_gloo_on_cpu() -> None:
 
 # ----------------------------------------------------------------------------- host rows <-> global
 def host_rows_to_global(x: np.ndarray, sharding) -> Any:
-  """This process's rows -> one global `jax.Array` with `sharding`.
+  """This process's rows -> one global `jax.Array` with `sharding` (an explicit host -> device transfer).
 
   Single process: `jax.device_put`. Multi-process: `jax.make_array_from_process_local_data`; the global
   shape is the local one with the sharded dimension multiplied by the number of processes that hold
-  distinct shards of it (every host passes the same local shape).
+  distinct shards of it (every host passes the same local shape). With a replicated sharding every host
+  passes the same whole array.
   """
   import jax
   if jax.process_count() == 1:
@@ -123,16 +125,19 @@ def host_rows_to_global(x: np.ndarray, sharding) -> Any:
   return jax.make_array_from_process_local_data(sharding, np.asarray(x))
 
 
-def global_rows_to_host(x) -> np.ndarray:
-  """The rows of a global array that live on this process's devices, as numpy (the inverse of
-  `host_rows_to_global` for a batch-sharded array); a fully replicated/addressable array is returned
-  whole."""
+def global_rows_to_host(tree: Any) -> Any:
+  """The rows of global arrays (a pytree) that live on this process's devices, as numpy, in one
+  `jax.device_get` (the inverse of `host_rows_to_global` for batch-sharded arrays); single process or
+  fully addressable arrays: the whole arrays."""
   import jax
-  if jax.process_count() == 1 or getattr(x, "is_fully_addressable", True):
-    return np.asarray(jax.device_get(x))
-  from jax.experimental import multihost_utils
-  mesh = x.sharding.mesh
-  return np.asarray(multihost_utils.global_array_to_host_local_array(x, mesh, x.sharding.spec))
+
+  def local(x):
+    if jax.process_count() == 1 or getattr(x, "is_fully_addressable", True):
+      return x
+    from jax.experimental import multihost_utils
+    return multihost_utils.global_array_to_host_local_array(x, x.sharding.mesh, x.sharding.spec)
+
+  return jax.tree.map(np.asarray, jax.device_get(jax.tree.map(local, tree)))
 
 
 def allgather(x) -> np.ndarray:

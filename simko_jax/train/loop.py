@@ -1,5 +1,11 @@
 """The RL loop: sample -> reward -> advantage -> old log-probs -> PPO epochs of jitted updates.
 
+One direction of data flow per iteration (`iteration`): the sampler's output stays on device (global
+arrays, also with several processes) through batch assembly, advantages, old/ref log-probs and the
+updates (`train.batch`); the host reads back only the verifier's inputs (its rows' response ids), sends
+the rewards and the chosen rows' indices back once, and reads the metrics once at the end. Phase wall
+times (`PhaseTimes`: sample_s, reward_s, old_logprob_s, update_s) end with `block_until_ready`.
+
 `run(cfg)` trains for `cfg.train.steps` iterations, resuming from the newest checkpoint in
 `cfg.out_dir/checkpoints` if there is one, and
   * logs every step to metrics.jsonl, TensorBoard and a progress bar (`train.logger`);
@@ -28,6 +34,7 @@ the checks cost one dict lookup.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -38,9 +45,11 @@ import numpy as np
 from absl import logging as absl_logging
 
 from simko_jax import storage
+from simko_jax.train import batch as B
 from simko_jax.train import preemption, rollout
+from simko_jax.train.distributed import allgather, host_rows_to_global
 from simko_jax.train.setup import Run, build_run, save
-from simko_jax.train.step import is_on_policy
+from simko_jax.train.step import batch_sharding, is_on_policy
 
 
 class NonFiniteError(RuntimeError):
@@ -58,12 +67,76 @@ def _fault(point: str, step: int) -> bool:
   return True
 
 
+@dataclasses.dataclass(frozen=True)
+class PhaseTimes:
+  """Wall seconds of one iteration's phases (each ends with its results ready on device or host)."""
+  sample_s: float = 0.0       # sampler calls + the verifier's inputs to the host
+  reward_s: float = 0.0       # ids -> text -> rewards (verifier pool)
+  old_logprob_s: float = 0.0  # batch assembly on device + old/ref log-prob forwards
+  update_s: float = 0.0       # mini-batch gathers + jitted train steps
+  sampled_tokens: int = 0     # response tokens this host sampled
+
+
 def iteration(run: Run, logger) -> dict:
-  """One RL iteration at `run.step`; updates `run.params` / `run.opt_state` in place."""
+  """One RL iteration at `run.step`; updates `run.params` / `run.opt_state` in place, returns metrics.
+
+  Data flow (module `train.batch` doc): sampler output stays on device; the host reads back only the
+  verifier's inputs, sends the rewards (and row indices) back once, and reads the metrics once.
+  """
   cfg, g = run.cfg, run.cfg.rollout.group_size
-  timings: dict = {}
+  outs, scored, consumed, rollout_times = _rollouts(run)
+  run.last_example_ids = consumed
+  group_ids, padded = rollout.select_groups(scored, cfg.rollout.prompts_per_step, g,
+                                            cfg.rollout.dynamic_sampling)
+  chosen = scored.take_groups(group_ids, g)
+  learning_rate = run.schedule(run.step)  # a device scalar, read with the other metrics
+
+  start = time.perf_counter()
+  batch = _assemble(run, outs, group_ids, chosen)
+  batch = B.fill_logprobs(batch, run.logprob_fn, run.params, run.ref_params, old=not is_on_policy(cfg),
+                          chunk=cfg.algo.micro_batch_size, mesh=run.mesh,
+                          process_count=jax.process_count())
+  summary = B.batch_summary(batch)
+  old_logprob_s = _seconds_until_ready(start, (batch, summary))
+
+  start = time.perf_counter()
+  update_metrics = _updates(run, batch)
+  times = dataclasses.replace(rollout_times, old_logprob_s=old_logprob_s,
+                              update_s=_seconds_until_ready(start, (run.params, update_metrics)))
+
+  # The one device -> host read of the iteration's metrics.
+  update_metrics, summary, learning_rate = jax.device_get((update_metrics, summary, learning_rate))
+  metrics = {k: float(np.mean([m[k] for m in update_metrics])) for k in update_metrics[0]}
+  skipped = int(sum(int(m["update_skipped"]) for m in update_metrics))
+  metrics["updates_skipped"] = skipped
+  metrics.update(rollout.rollout_metrics(chosen, padded, g))
+  metrics["advantage_abs_mean"] = float(summary["advantage_abs_mean"])
+  trained_tokens = float((chosen.prompt_lengths + chosen.response_lengths).sum()) * cfg.algo.ppo_epochs
+  metrics.update(
+      sample_s=times.sample_s, reward_s=times.reward_s, old_logprob_s=times.old_logprob_s,
+      update_s=times.update_s, sample_tokens_per_s=times.sampled_tokens / max(times.sample_s, 1e-9),
+      train_tokens_per_s=trained_tokens / max(times.update_s, 1e-9),
+      learning_rate=float(learning_rate), sampler_compilations=run.sampler.num_compilations)
+  if skipped:
+    logger.event(f"step {run.step + 1}: {skipped} of {len(update_metrics)} update(s) skipped (non-finite "
+                 f"loss or gradient; parameters untouched); prompt example ids {chosen.example_ids}")
+  return metrics
+
+
+def _seconds_until_ready(start: float, tree) -> float:
+  jax.block_until_ready(tree)
+  return time.perf_counter() - start
+
+
+def _rollouts(run: Run):
+  """Sampler outputs (device) and this host's scored rows (host) of every sampler call of the step:
+  one round, or under dynamic sampling up to `max_refill_rounds` more until the step is full (every
+  process runs the same number of rounds). Returns (outputs, `Scored` of all calls, example ids,
+  `PhaseTimes` of sampling and scoring)."""
+  cfg, g = run.cfg, run.cfg.rollout.group_size
   step_key = jax.random.fold_in(run.rng, run.step)
-  parts, consumed = [], []
+  outs, parts, consumed = [], [], []
+  sample_s = reward_s = 0.0
   for round_ in range(1 + (cfg.rollout.max_refill_rounds if cfg.rollout.dynamic_sampling else 0)):
     prompts = next(run.iterator)
     consumed.extend(int(i) for i in prompts["example_ids"])
@@ -71,69 +144,73 @@ def iteration(run: Run, logger) -> dict:
     _fault("sigterm", run.step + 1)
     round_key = jax.random.fold_in(step_key, round_)
     chunks = rollout.split_prompts(prompts, cfg.rollout.sample_chunk_prompts)
-    # One chunk keeps the round's own key, so unchunked runs sample exactly as before chunking.
-    parts.append(rollout.Groups.concat([
-        rollout.sample_groups(run.sampler, run.params, chunk,
-                              jax.random.fold_in(round_key, i) if len(chunks) > 1 else round_key,
-                              cfg.rollout, run.tokenizer, run.pool.score, timings,
-                              cfg.rewards.truncated_is_wrong)
-        for i, chunk in enumerate(chunks)]))
+    for i, chunk in enumerate(chunks):
+      # One chunk keeps the round's own key, so unchunked runs sample exactly as before chunking.
+      key = jax.random.fold_in(round_key, i) if len(chunks) > 1 else round_key
+      out, part, *seconds = rollout.sample_and_score(
+          run.sampler, run.params, chunk, key, cfg.rollout, run.tokenizer, run.pool.score,
+          cfg.rewards.truncated_is_wrong)
+      outs.append(out)
+      parts.append(part)
+      sample_s, reward_s = sample_s + seconds[0], reward_s + seconds[1]
     if not cfg.rollout.dynamic_sampling:
       break
-    done = rollout.select_groups(parts, cfg.rollout.prompts_per_step, g, True)[1] == 0
-    if done:
+    full = rollout.select_groups(rollout.Scored.concat(parts), cfg.rollout.prompts_per_step, g,
+                                 True)[1] == 0
+    if _all_processes(full):
       break
-  groups, padded = rollout.select_groups(parts, cfg.rollout.prompts_per_step, g,
-                                         cfg.rollout.dynamic_sampling)
-  advantages = rollout.advantages_for(groups.rewards.reshape(-1, g), cfg.algo).reshape(-1)
-  batch = rollout.build_batch(groups, advantages, cfg.algo.overlong_mask)
-  run.last_example_ids = consumed
+  scored = rollout.Scored.concat(parts)
+  times = PhaseTimes(sample_s=sample_s, reward_s=reward_s,
+                     sampled_tokens=int(scored.response_lengths.sum()))
+  return outs, scored, consumed, times
+
+
+def _all_processes(flag: bool) -> bool:
+  """`flag` and-ed over processes (a collective in multi-process runs), so all take the same branch."""
+  if jax.process_count() == 1:
+    return flag
+  return bool(np.all(allgather(np.asarray([flag], np.int32))))
+
+
+def _assemble(run: Run, outs, group_ids, chosen) -> "B.Batch":
+  """The step's `Batch` on device from the sampler outputs: the chosen rows (a device gather whose
+  indices the host picked from its rewards) and the rewards, sent once."""
+  cfg, g = run.cfg, run.cfg.rollout.group_size
+  rows_sharding = batch_sharding(run.mesh, 1)
+  rows_B = None  # one sampler call, every group kept: the output is the batch as it is
+  if len(outs) > 1 or cfg.rollout.dynamic_sampling:
+    sizes = [o.response_lengths.shape[0] // jax.process_count() for o in outs]
+    rows = B.parts_rows(rollout.group_rows(group_ids, g), sizes, jax.process_index(), jax.process_count())
+    rows_B = host_rows_to_global(rows, rows_sharding)
+  rewards_B = host_rows_to_global(chosen.rewards, rows_sharding)
+  batch = B.assemble_batch(tuple(outs), rows_B, rewards_B, group_size=g, advantage=cfg.algo.advantage,
+                           adv_eps=cfg.algo.adv_eps, overlong_mask=cfg.algo.overlong_mask,
+                           sharding=rows_sharding)
   if _fault("nan", run.step + 1):
-    batch = batch._replace(advantages=np.full_like(batch.advantages, np.nan))
+    batch = batch._replace(advantages=host_rows_to_global(np.full_like(chosen.rewards, np.nan),
+                                                          rows_sharding))
+  return batch
 
-  start = time.perf_counter()
-  chunk = cfg.algo.micro_batch_size
-  if not is_on_policy(cfg):  # on-policy steps take old log-probs from the update's own forward
-    batch = batch._replace(old_logprobs=rollout.batched_logprobs(
-        run.logprob_fn, run.params, batch, chunk, run.put_rows))
-  if run.ref_params is not None:
-    batch = batch._replace(ref_logprobs=rollout.batched_logprobs(
-        run.logprob_fn, run.ref_params, batch, chunk, run.put_rows))
-  timings["old_logprob_s"] = time.perf_counter() - start
 
-  start = time.perf_counter()
-  metrics_list, skipped = [], 0
-  n = batch.advantages.shape[0]
-  mini = cfg.algo.mini_batch_prompts * g
-  micro = cfg.algo.micro_batch_size
+def _updates(run: Run, batch) -> list[dict]:
+  """`ppo_epochs` passes of jitted updates over mini-batches of `mini_batch_prompts` groups, taken on
+  device with the permutation `default_rng([seed, step, epoch])` of each host's rows (the same rows
+  a host-side split would give). Returns the updates' metrics (device arrays)."""
+  cfg, g = run.cfg, run.cfg.rollout.group_size
+  rows_per_host = batch.advantages.shape[0] // jax.process_count()
+  mini, micro = cfg.algo.mini_batch_prompts * g, cfg.algo.micro_batch_size
+  micro_sharding = batch_sharding(run.mesh, 2)
+  metrics = []
   for epoch in range(cfg.algo.ppo_epochs):
-    order = np.random.default_rng([cfg.seed, run.step, epoch]).permutation(n)
-    for lo in range(0, n, mini):
-      rows = order[lo:lo + mini]
-      mb = jax.tree.map(lambda x: x[rows].reshape((mini // micro, micro) + x.shape[1:]), batch)
+    order = np.random.default_rng([cfg.seed, run.step, epoch]).permutation(rows_per_host)
+    for lo in range(0, rows_per_host, mini):
+      rows_MxMB = B.host_major_rows(order[lo:lo + mini].reshape(mini // micro, micro), rows_per_host,
+                                    jax.process_count())
+      mb = B.take_rows(batch, B.put_replicated(rows_MxMB, run.mesh), sharding=micro_sharding)
       with jax.set_mesh(run.mesh):  # the model's activation sharding constraints apply when traced
-        run.params, run.opt_state, m = run.train_step(run.params, run.opt_state,
-                                                      run.put_rows_micro(mb))
-      m = jax.device_get(m)
-      skipped += int(m["update_skipped"])
-      metrics_list.append(m)
+        run.params, run.opt_state, m = run.train_step(run.params, run.opt_state, mb)
+      metrics.append(m)
       _fault("update", run.step + 1)
-  timings["update_s"] = time.perf_counter() - start
-
-  metrics = {k: float(np.mean([m[k] for m in metrics_list])) for k in metrics_list[0]}
-  metrics["updates_skipped"] = skipped
-  metrics.update(rollout.rollout_metrics(groups, batch, padded, g))
-  trained_tokens = float(batch.attention_mask.sum()) * cfg.algo.ppo_epochs
-  metrics.update(
-      sample_s=timings["sample_s"], reward_s=timings["reward_s"],
-      old_logprob_s=timings["old_logprob_s"], update_s=timings["update_s"],
-      sample_tokens_per_s=timings["sampled_tokens"] / max(timings["sample_s"], 1e-9),
-      train_tokens_per_s=trained_tokens / max(timings["update_s"], 1e-9),
-      learning_rate=float(run.schedule(run.step)),
-      sampler_compilations=run.sampler.num_compilations)
-  if skipped:
-    logger.event(f"step {run.step + 1}: {skipped} of {len(metrics_list)} update(s) skipped (non-finite "
-                 f"loss or gradient; parameters untouched); prompt example ids {groups.example_ids}")
   return metrics
 
 

@@ -8,7 +8,6 @@ import dataclasses
 from typing import Any
 
 import jax
-import numpy as np
 from flax import nnx
 
 from simko_jax import storage
@@ -52,14 +51,10 @@ class Run:
   stop_requested: bool = False
   last_example_ids: list = dataclasses.field(default_factory=list)  # prompts the last step consumed
 
-  def put_rows(self, x: np.ndarray, leading_dims: int = 1):
-    """This host's rows -> a global array sharded over the data axes (multi-process: every host's
-    rows side by side, via `jax.make_array_from_process_local_data`)."""
-    return host_rows_to_global(x, batch_sharding(self.mesh, leading_dims))
-
   def put_rows_micro(self, batch):
     """A micro-batched host `Batch` ([M, mb, ...] leaves) -> global arrays, mb over the data axes
-    (multi-process: global mb = process_count x the local mb)."""
+    (multi-process: global mb = process_count x the local mb). The loop builds its batches on device
+    (`train.batch`); this is for batches made on the host (tests, tools)."""
     sharding = batch_sharding(self.mesh, 2)
     return jax.tree.map(lambda x: host_rows_to_global(x, sharding), batch)
 

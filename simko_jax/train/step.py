@@ -12,8 +12,8 @@
     and `metrics["update_skipped"] == 1`;
   * params and optimizer state are donated; in/out shardings are explicit.
 
-Sequences are `[prompt (left-padded to P) | response (R tokens)]`, length L = P + R. Hidden states at
-positions P-1 .. L-2 predict the response tokens, so only R positions per sequence reach the LM head.
+Sequences are `[prompt (left-padded to Tp) | response (R tokens)]`, length T = Tp + R. Hidden states at
+positions Tp-1 .. T-2 predict the response tokens, so only R positions per sequence reach the LM head.
 """
 
 from __future__ import annotations
@@ -76,11 +76,12 @@ def is_on_policy(cfg) -> bool:
 
 
 class Batch(NamedTuple):
-  """Responses for one optimizer step. Leading dims `...` are [M, mb] in `train_step`, [N] elsewhere.
+  """Responses for one optimizer step. Leading dims `...` are [M, mb] in `train_step` (M micro-
+  batches of mb rows), [B] elsewhere (`train.batch` builds it on device, rows sharded over the mesh).
 
-  tokens:         [..., L] int32, prompt (left-padded to P) followed by the response (R tokens).
-  attention_mask: [..., L] int32, 1 for real prompt and response tokens.
-  positions:      [..., L] int32, cumsum(attention_mask) - 1 clipped at 0.
+  tokens:         [..., T] int32, prompt (left-padded to Tp) followed by the response (R tokens).
+  attention_mask: [..., T] int32, 1 for real prompt and response tokens.
+  positions:      [..., T] int32, cumsum(attention_mask) - 1 clipped at 0.
   loss_mask:      [..., R] float32, 1 for response tokens that enter the loss.
   old_logprobs:   [..., R] float32, behaviour-policy log-probs (the trainer's own forward).
   ref_logprobs:   [..., R] float32, reference-policy log-probs (zeros when the KL coefficient is 0).
@@ -181,7 +182,7 @@ def train_step_fn(graphdef, tx: optax.GradientTransformation, loss_cfg: LossConf
 
 
 def batch_sharding(mesh, leading_dims: int = 2) -> NamedSharding:
-  """Micro-batched leaves [M, mb, ...] split mb over ("data", "fsdp"); [N, ...] when leading_dims=1."""
+  """Micro-batched leaves [M, mb, ...] split mb over ("data", "fsdp"); [B, ...] when leading_dims=1."""
   return NamedSharding(mesh, P(*([None] * (leading_dims - 1)), ("data", "fsdp")))
 
 
@@ -203,7 +204,8 @@ def jit_train_step(graphdef, tx, loss_cfg: LossConfig, param_shardings, opt_shar
 
 
 def jit_logprobs(graphdef, loss_cfg: LossConfig, param_shardings, mesh):
-  """Jitted `(params, tokens, attention_mask, positions, response_len) -> logp [N, R]` (old/ref)."""
+  """Jitted `(params, tokens [B, T], attention_mask [B, T], positions [B, T], response_len) -> logp
+  float32 [B, R]` (old/ref log-probs; inputs and output rows sharded over ("data", "fsdp"))."""
 
   def logprobs(params, tokens, attention_mask, positions, response_len):
     stats = response_token_stats(graphdef, params, tokens, attention_mask, positions, response_len,

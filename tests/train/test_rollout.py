@@ -1,7 +1,8 @@
-"""Rollout assembly: group selection, advantages, masks, and a verifier that must not hang the step."""
+"""Rollouts on the host side: group selection, metrics, and a verifier that must not hang the step."""
 
 import time
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from ml_collections import ConfigDict
@@ -9,29 +10,31 @@ from ml_collections import ConfigDict
 from simko_jax.rewards.pool import VerifierPool
 from simko_jax.sampling.sampler import FINISH_LENGTH, FINISH_STOP, SampleOutput
 from simko_jax.train import rollout
+from simko_jax.train.batch import advantages_of
 
 G = 4
 
 
-def groups(rewards, truncated=None):
+def scored(rewards, example_ids=None):
   n = len(rewards)
-  return rollout.Groups(
-      tokens=np.arange(n * 6, dtype=np.int32).reshape(n, 6),
-      attention_mask=np.ones((n, 6), np.int32), response_mask=np.ones((n, 3), np.int32),
-      truncated=np.zeros(n, bool) if truncated is None else np.asarray(truncated),
-      rewards=np.asarray(rewards, np.float32), example_ids=list(range(n // G)))
+  return rollout.Scored(rewards=np.asarray(rewards, np.float32), truncated=np.zeros(n, bool),
+                        response_lengths=np.arange(n, dtype=np.int32),
+                        prompt_lengths=np.full(n, 5, np.int32),
+                        example_ids=list(range(n // G)) if example_ids is None else example_ids)
 
 
 def test_dynamic_sampling_keeps_informative_groups_first_and_pads():
-  first = groups([1, 1, 1, 1, 0, 1, 0, 0])           # group 0 all equal, group 1 informative
-  second = groups([0, 0, 0, 0, 1, 0, 0, 1])          # group 0 all equal, group 1 informative
-  second.example_ids = [10, 11]
-  chosen, padded = rollout.select_groups([first, second], 2, G, dynamic_sampling=True)
-  assert chosen.example_ids == [1, 11] and padded == 0
-  chosen, padded = rollout.select_groups([first], 2, G, dynamic_sampling=True)
-  assert chosen.example_ids == [1, 0] and padded == 1
-  chosen, padded = rollout.select_groups([first, second], 2, G, dynamic_sampling=False)
-  assert chosen.example_ids == [0, 1] and padded == 0
+  first = scored([1, 1, 1, 1, 0, 1, 0, 0])           # group 0 all equal, group 1 informative
+  second = scored([0, 0, 0, 0, 1, 0, 0, 1], [10, 11])  # group 0 all equal, group 1 informative
+  both = rollout.Scored.concat([first, second])
+  ids, padded = rollout.select_groups(both, 2, G, dynamic_sampling=True)
+  assert both.take_groups(ids, G).example_ids == [1, 11] and padded == 0
+  np.testing.assert_array_equal(rollout.group_rows(ids, G), [4, 5, 6, 7, 12, 13, 14, 15])
+  np.testing.assert_array_equal(both.take_groups(ids, G).response_lengths, [4, 5, 6, 7] * 2)
+  ids, padded = rollout.select_groups(first, 2, G, dynamic_sampling=True)
+  assert first.take_groups(ids, G).example_ids == [1, 0] and padded == 1
+  ids, padded = rollout.select_groups(both, 2, G, dynamic_sampling=False)
+  assert both.take_groups(ids, G).example_ids == [0, 1] and padded == 0
 
 
 def advantages_reference(rewards_PxG, advantage, eps):
@@ -53,23 +56,19 @@ def test_advantages_match_numpy_exactly(advantage, eps):
                           [1, 1, 1, 1],                 # all equal: no signal (signed: all +1)
                           [0.25, 1, 0, 0.75],           # partial credit
                           [0, 0, 0, 0]], np.float32)
-  algo = ConfigDict(dict(advantage=advantage, adv_eps=eps))
-  adv_PxG = rollout.advantages_for(rewards_PxG, algo)
+  adv_PxG = np.asarray(advantages_of(jnp.asarray(rewards_PxG.reshape(-1)), G, advantage, eps)).reshape(-1, G)
   expected_PxG = advantages_reference(rewards_PxG, advantage, eps)
   np.testing.assert_allclose(adv_PxG, expected_PxG, rtol=1e-6, atol=1e-7)
   if advantage != "signed":
     assert np.all(adv_PxG[[1, 3]] == 0)                 # all-equal groups: exactly 0
 
 
-def test_overlong_mask_and_positions():
-  algo = ConfigDict(dict(advantage="grpo", adv_eps=1e-6))
-  g = groups([1, 0, 0, 0, 1, 1, 1, 1], truncated=[False, True, False, False] + [False] * 4)
-  adv = rollout.advantages_for(g.rewards.reshape(-1, G), algo).reshape(-1)
-  batch = rollout.build_batch(g, adv, overlong_mask=True)
-  assert batch.loss_mask[1].sum() == 0 and batch.loss_mask[0].sum() == 3
-  assert rollout.build_batch(g, adv, overlong_mask=False).loss_mask[1].sum() == 3
-  np.testing.assert_array_equal(batch.positions[0], np.arange(6))
-  np.testing.assert_array_equal(batch.advantages, adv)
+def test_rollout_metrics_of_the_chosen_rows():
+  s = scored([1, 0, 0, 0, 1, 1, 1, 1])
+  s.truncated[1] = True
+  m = rollout.rollout_metrics(s, padded=1, group_size=G)
+  assert m == {"reward_mean": 5 / 8, "accuracy": 5 / 8, "pass_at_group": 1.0, "response_length": 3.5,
+               "truncated_fraction": 1 / 8, "groups_all_equal": 0.5, "groups_padded": 1}
 
 
 HOSTILE = ["\\boxed{9^{9^{9^{9^{9}}}}}", "\\boxed{" + "\\frac{1}{" * 400 + "1" + "}" * 400 + "}",
@@ -114,10 +113,11 @@ def test_hostile_answers_cost_at_most_the_timeout_and_score_zero():
   with VerifierPool(num_workers=2, timeout_s=timeout) as pool:
     pool.score([("\\boxed{1}", "1", "math")])          # workers warm
     start = time.perf_counter()
-    g = rollout.sample_groups(StubSampler(2 * G), None, prompts, None, cfg, StubTokenizer(texts),
-                              pool.score, {})
+    _, g, _, reward_s = rollout.sample_and_score(StubSampler(2 * G), None, prompts, None, cfg,
+                                                 StubTokenizer(texts), pool.score)
     elapsed = time.perf_counter() - start
   np.testing.assert_array_equal(g.rewards, [1, 0, 0, 0, 0, 1, 0, 1])
+  assert 0 < reward_s <= elapsed
   # 4 hostile answers on 2 workers: at most 2 timeouts in sequence, plus slack for worker restarts.
   assert elapsed < 2 * timeout + 8, elapsed
   assert g.truncated[-1] and not g.truncated[0]
@@ -129,9 +129,11 @@ def test_truncated_responses_can_count_as_wrong():
              "ground_truths": ["3", "3"], "data_sources": ["math", "math"], "example_ids": [0, 1]}
   cfg = ConfigDict(dict(group_size=G, max_new_tokens=2, temperature=1.0, top_p=1.0, top_k=0))
   score = lambda items: [1.0] * len(items)
-  g = rollout.sample_groups(StubSampler(2 * G), None, prompts, None, cfg, StubTokenizer(texts),
-                            score, {}, truncated_is_wrong=True)
+  _, g, _, _ = rollout.sample_and_score(StubSampler(2 * G), None, prompts, None, cfg,
+                                        StubTokenizer(texts), score, truncated_is_wrong=True)
   np.testing.assert_array_equal(g.rewards, [1] * 7 + [0])
+  np.testing.assert_array_equal(g.prompt_lengths, [3] * 8)
+  np.testing.assert_array_equal(g.response_lengths, [2] * 8)
 
 
 # Three prompts with different answers and data sources; row i's text is PAIRED_TEXTS[i].
@@ -153,8 +155,8 @@ def test_each_response_is_scored_against_its_own_prompt():
     seen.extend(items)
     return [compute_reward(*item) for item in items]
 
-  g = rollout.sample_groups(StubSampler(3 * G), None, PAIRED_PROMPTS, None, cfg,
-                            StubTokenizer(PAIRED_TEXTS), score, {})
+  _, g, _, _ = rollout.sample_and_score(StubSampler(3 * G), None, PAIRED_PROMPTS, None, cfg,
+                                        StubTokenizer(PAIRED_TEXTS), score)
   expected = [1, 0, 0, 1, 1, 0, 1, 0, 1, 0, 0, 1]
   np.testing.assert_array_equal(g.rewards, expected)
   assert seen == [(PAIRED_TEXTS[r], PAIRED_PROMPTS["ground_truths"][r // G],
@@ -166,9 +168,9 @@ def test_each_response_is_scored_against_its_own_prompt():
                             PAIRED_PROMPTS["data_sources"][perm[r // G]]) for r in range(3 * G)]
     assert other != expected, perm
   # Advantages stay with their groups through selection (dynamic sampling reorders groups).
-  chosen, _ = rollout.select_groups([g], 3, G, dynamic_sampling=True)
-  algo = ConfigDict(dict(advantage="grpo", adv_eps=1e-6))
-  adv = rollout.advantages_for(chosen.rewards.reshape(-1, G), algo)
+  ids, _ = rollout.select_groups(g, 3, G, dynamic_sampling=True)
+  chosen = g.take_groups(ids, G)
+  adv = np.asarray(advantages_of(jnp.asarray(chosen.rewards), G, "grpo", 1e-6)).reshape(-1, G)
   by_id = dict(zip(chosen.example_ids, adv))
   for p, example_id in enumerate(PAIRED_PROMPTS["example_ids"]):
     np.testing.assert_allclose(by_id[example_id],
