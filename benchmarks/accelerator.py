@@ -129,16 +129,14 @@ def bench_decode(cfg, batch: int, prompt: int, new: int, repeats: int, profile_d
 def bench_train(cfg, seqs: int, prompt: int, response: int, micro: int, repeats: int, method: str,
                 profile_dir: str | None = None) -> dict:
   from flax import nnx
-  from ml_collections import ConfigDict
 
+  from simko_jax.hparams import OptimizerHParams
   from simko_jax.models import Transformer
   from simko_jax.parallel import make_mesh, model_shardings
-  from simko_jax.train.step import Batch, LossConfig, jit_train_step, make_optimizer, shard_batch
+  from simko_jax.train.step import Batch, LossHParams, jit_train_step, make_optimizer, shard_batch
   mesh = make_mesh(1, 1, 1, devices=jax.devices()[:1])
-  optim = ConfigDict(dict(learning_rate=1e-6, schedule="constant", warmup_steps=0, weight_decay=0.0,
-                          b1=0.9, b2=0.999, eps=1e-8, grad_clip=1.0))
-  tx, _ = make_optimizer(optim, 100)
-  loss_cfg = LossConfig(method=method, on_policy=True, chunk_size=4096)
+  tx, _ = make_optimizer(OptimizerHParams(), 100)
+  loss_cfg = LossHParams(method=method, on_policy=True, chunk_size=4096)
   with jax.set_mesh(mesh):
     model = Transformer(cfg, rngs=nnx.Rngs(0))
     graphdef, params = nnx.split(model, nnx.Param)

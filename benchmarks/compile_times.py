@@ -68,7 +68,7 @@ def part1(args) -> list[dict]:
   from simko_jax.models import Transformer
   from simko_jax.parallel import make_mesh, model_shardings, opt_state_shardings
   from simko_jax.sampling import Sampler
-  from simko_jax.train.step import Batch, LossConfig, jit_logprobs, jit_train_step, make_optimizer
+  from simko_jax.train.step import Batch, LossHParams, jit_logprobs, jit_train_step, make_optimizer
 
   cfg = default_config()
   g, prompts, new = cfg.rollout.group_size, cfg.rollout.prompts_per_step, cfg.rollout.max_new_tokens
@@ -103,11 +103,11 @@ def part1(args) -> list[dict]:
     programs = [("sampler", sampler_lower)]
     for method in ("simko", "grpo"):
       cfg.algo.method = method
-      loss_cfg = LossConfig.from_config(cfg)
+      loss_cfg = LossHParams.from_config(cfg)
       programs.append((f"train step ({method})", lambda lc=loss_cfg: jit_train_step(
           graphdef, tx, lc, p_sh, o_sh, mesh).lower(params, opt_state, batch)))
     lp_args = (batch.tokens[0], batch.attention_mask[0], batch.positions[0])
-    programs.append(("log-prob pass", lambda: jit_logprobs(graphdef, LossConfig.from_config(cfg), p_sh, mesh)
+    programs.append(("log-prob pass", lambda: jit_logprobs(graphdef, LossHParams.from_config(cfg), p_sh, mesh)
                      .lower(params, *lp_args, new)))
     for name, fn in programs:
       times = [timed_compile(fn) for _ in range(args.runs)]

@@ -45,7 +45,7 @@ from simko_jax.rewards.registry import get_reward_fn
 from simko_jax.sampling.sampler import Sampler
 from simko_jax.train import loop, sft
 from simko_jax.train.setup import Run, build_mesh
-from simko_jax.train.step import LossConfig, is_on_policy, jit_logprobs, jit_train_step, make_optimizer
+from simko_jax.train.step import LossHParams, is_on_policy, jit_logprobs, jit_train_step, make_optimizer
 
 TRAIN_KEYS = ("reward_mean", "accuracy", "pass_at_group", "response_length", "truncated_fraction",
               "groups_all_equal", "entropy", "lambda_1", "lambda_2", "lambda_3", "lambda_sample",
@@ -165,10 +165,10 @@ class Bench:
 
   def compiled(self, rc, graphdef, param_shardings, opt_shardings, tx):
     """The jitted train step and log-prob forward for this loss / optimizer (cached per config)."""
-    key = (LossConfig.from_config(rc), config_hash(rc.optim), rc.train.steps, rc.rollout.prompts_per_step,
+    key = (LossHParams.from_config(rc), config_hash(rc.optim), rc.train.steps, rc.rollout.prompts_per_step,
            rc.algo.mini_batch_prompts, rc.algo.ppo_epochs)
     if key not in self._steps:
-      loss_cfg = LossConfig.from_config(rc)
+      loss_cfg = LossHParams.from_config(rc)
       self._steps[key] = (jit_train_step(graphdef, tx, loss_cfg, param_shardings, opt_shardings,
                                          self.mesh),
                           jit_logprobs(graphdef, loss_cfg, param_shardings, self.mesh))

@@ -4,57 +4,28 @@ Config files in `configs/` start from `default_config()` and change what they ne
 `--config.a.b=value` overrides on the command line. `validate(config)` runs before anything is built or
 compiled and raises `ConfigError` naming the field, the value and the allowed range; unknown keys (typos)
 are refused with the closest known key.
+
+The `rollout`, `algo` and `optim` sections (fields, defaults, checks, docs) are declared once in
+`simko_jax.hparams` and built from there; this module adds the other sections and the cross-field rules.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
-from typing import Any, Callable
+import functools
 
 import ml_collections
+
+from simko_jax import hparams
+from simko_jax.checks import (BOOL, NON_NEGATIVE_INT, POSITIVE_INT, STRING, Check, in_range,
+                              is_type, one_of)
+
+__all__ = ["Check", "ConfigError", "FIELD_CHECKS", "apply_runlocal", "check_override_keys",
+           "default_config", "in_range", "is_type", "one_of", "validate"]
 
 
 class ConfigError(ValueError):
   """A configuration value is invalid; the message names the field, the value and the fix."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Check:
-  """A validation rule: `ok(value)` is True when the value is allowed; `allowed` describes the range."""
-  ok: Callable[[Any], bool]
-  allowed: str
-
-
-def in_range(lo=None, hi=None, *, lo_open=False, hi_open=False, integer=False) -> Check:
-  def ok(v):
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or (integer and not isinstance(v, int)):
-      return False
-    if lo is not None and (v <= lo if lo_open else v < lo):
-      return False
-    return not (hi is not None and (v >= hi if hi_open else v > hi))
-  left = "(" if lo_open else "["
-  right = ")" if hi_open else "]"
-  kind = "an integer" if integer else "a number"
-  return Check(ok, f"{kind} in {left}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}{right}")
-
-
-def one_of(*choices) -> Check:
-  return Check(lambda v: v in choices, f"one of {list(choices)}")
-
-
-def is_type(*types, what: str) -> Check:
-  return Check(lambda v: isinstance(v, types) and not (bool not in types and isinstance(v, bool)),
-               what)
-
-
-POSITIVE_INT = in_range(1, integer=True)
-NON_NEGATIVE_INT = in_range(0, integer=True)
-PROBABILITY = in_range(0.0, 1.0)
-BOOL = is_type(bool, what="true or false")
-STRING = is_type(str, what="a string")
-OPTIONAL_POSITIVE = Check(lambda v: v is None or in_range(0.0, lo_open=True).ok(v),
-                          "None or a number > 0")
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -88,50 +59,9 @@ def default_config() -> ml_collections.ConfigDict:
   c.data.prompt_suffix = ""         # appended to every problem (the paper's "Please reason step by step...")
   c.data.prompt_template = "chat"   # "chat" (the tokenizer's) | "plain" | "qwen_chatml" (authors' literal)
 
-  c.rollout = ml_collections.ConfigDict()
-  c.rollout.prompts_per_step = 4   # prompts per RL iteration
-  c.rollout.group_size = 8         # G responses per prompt
-  c.rollout.max_new_tokens = 128
-  c.rollout.temperature = 1.0
-  c.rollout.top_p = 1.0
-  c.rollout.top_k = 0              # 0 = off
-  c.rollout.sample_chunk_prompts = 0   # prompts per sampler call (bounds the KV cache); 0 = all
-  c.rollout.dynamic_sampling = False   # drop groups with all-equal rewards and refill (DAPO)
-  c.rollout.max_refill_rounds = 3
-
-  c.algo = ml_collections.ConfigDict()
-  c.algo.method = "simko"          # grpo | simko | psr | nsr | w_reinforce
-  c.algo.top_k = 3                 # SimKO K: candidates that share the positive gradient
-  c.algo.alpha = 0.01              # SimKO: weight of the top-K term at gated positive tokens
-  c.algo.lam = 1.1                 # SimKO: penalty multiplier at gated rank-1 negative tokens
-  c.algo.lam_on = "advantage"      # "advantage" (released code) | "ratio" (paper's equation)
-  c.algo.tau = 0.8                 # gate: per-response entropy quantile (or absolute threshold)
-  c.algo.gate = "quantile"         # "quantile" | "absolute"
-  c.algo.clip_low = 0.2
-  c.algo.clip_high = 0.2           # > clip_low is DAPO's clip-higher
-  c.algo.clip_ratio_c = None       # dual-clip bound for negative advantages (verl: 3.0); None = off
-  c.algo.psr_weight = 0.1          # W-REINFORCE weight of positive samples
-  c.algo.aggregation = "token_mean"  # | "micro_batch_token_mean" (verl's) | seq_mean_*: losses/aggregation.py
-  c.algo.advantage = "grpo"        # grpo | grpo_no_std (Dr. GRPO) | signed (+1/-1)
-  c.algo.adv_eps = 1e-6
-  c.algo.kl_coef = 0.0
-  c.algo.kl_estimator = "k3"
-  c.algo.entropy_coef = 0.0
-  c.algo.overlong_mask = False     # drop truncated responses from the loss (DAPO overlong masking)
-  c.algo.ppo_epochs = 1
-  c.algo.mini_batch_prompts = 4    # prompts per optimizer step (divides rollout.prompts_per_step)
-  c.algo.micro_batch_size = 8      # responses per gradient-accumulation micro-batch
-  c.algo.loss_chunk_size = 512     # tokens per chunk in the fused LM-head + loss (per device)
-
-  c.optim = ml_collections.ConfigDict()
-  c.optim.learning_rate = 1e-6
-  c.optim.schedule = "constant"    # constant | cosine | linear
-  c.optim.warmup_steps = 0
-  c.optim.weight_decay = 0.0
-  c.optim.b1 = 0.9
-  c.optim.b2 = 0.999
-  c.optim.eps = 1e-8
-  c.optim.grad_clip = 1.0
+  for name, classes in hparams.SECTIONS.items():  # rollout, algo, optim: declared in hparams.py
+    c[name] = ml_collections.ConfigDict(
+        {key.split(".", 1)[1]: f.default for cls in classes for key, f in cls.config_fields().items()})
 
   c.train = ml_collections.ConfigDict()
   c.train.steps = 20               # RL iterations
@@ -185,63 +115,53 @@ def apply_runlocal(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   return cfg
 
 
-FIELD_CHECKS: dict[str, Check] = {
-    "seed": in_range(0, 2**32 - 1, integer=True), "out_dir": STRING, "runlocal": BOOL,
-    "model.checkpoint": STRING,
-    "model.hub_cache_dir": Check(lambda v: isinstance(v, str) and "://" not in v,
-                                 "'' (huggingface_hub's default cache) or a local directory path"),
-    "model.random_preset": one_of("tiny_llama3", "tiny_qwen2", "tiny_qwen3"),  # models.config.PRESETS
-    "model.dtype": one_of("float32", "bfloat16"), "model.param_dtype": one_of("float32", "bfloat16"),
-    "model.remat": one_of("none", "full", "dots_saveable", "dots_with_no_batch_dims_saveable"),
-    "model.attention_impl": one_of("xla", "cudnn"),
-    "data.task": one_of("arith", "countdown", "files"), "data.train_files": STRING,
-    "data.task_difficulty": in_range(1, 8, integer=True),
-    "data.answer_format": one_of("boxed", "plain"), "data.max_prompt_len": POSITIVE_INT,
-    "data.prompt_bucket": POSITIVE_INT, "data.overlong_prompts": one_of("drop", "fail"),
-    "data.on_bad_row": one_of("fail", "skip"), "data.num_epochs": POSITIVE_INT,
-    "data.system_prompt": STRING, "data.prompt_suffix": STRING,
-    "data.prompt_template": one_of("chat", "plain", "qwen_chatml"),  # data.prompts.PROMPT_TEMPLATES
-    "rollout.prompts_per_step": POSITIVE_INT, "rollout.group_size": POSITIVE_INT,
-    "rollout.max_new_tokens": POSITIVE_INT,
-    "rollout.temperature": in_range(0.0, 10.0, lo_open=True),
-    "rollout.top_p": in_range(0.0, 1.0, lo_open=True), "rollout.top_k": NON_NEGATIVE_INT,
-    "rollout.sample_chunk_prompts": NON_NEGATIVE_INT, "rollout.dynamic_sampling": BOOL, "rollout.max_refill_rounds": NON_NEGATIVE_INT,
-    "algo.method": one_of("grpo", "simko", "psr", "nsr", "w_reinforce"),
-    "algo.top_k": POSITIVE_INT, "algo.alpha": PROBABILITY, "algo.lam": in_range(1.0, 10.0),
-    "algo.lam_on": one_of("advantage", "ratio"), "algo.tau": PROBABILITY,
-    "algo.gate": one_of("quantile", "absolute"), "algo.clip_low": in_range(0.0, 1.0),
-    "algo.clip_high": in_range(0.0, 10.0), "algo.clip_ratio_c": Check(
-        lambda v: v is None or in_range(1.0, lo_open=True).ok(v), "None or a number > 1"),
-    "algo.psr_weight": in_range(0.0, 1.0),
-    "algo.aggregation": one_of("token_mean", "micro_batch_token_mean", "seq_mean_token_mean",
-                               "seq_mean_token_sum"),
-    "algo.advantage": one_of("grpo", "grpo_no_std", "signed"),
-    "algo.adv_eps": in_range(0.0, 1.0, lo_open=True), "algo.kl_coef": in_range(0.0, 10.0),
-    "algo.kl_estimator": one_of("k1", "k2", "k3"), "algo.entropy_coef": in_range(0.0, 1.0),
-    "algo.overlong_mask": BOOL, "algo.ppo_epochs": POSITIVE_INT,
-    "algo.mini_batch_prompts": POSITIVE_INT, "algo.micro_batch_size": POSITIVE_INT,
-    "algo.loss_chunk_size": POSITIVE_INT,
-    "optim.learning_rate": in_range(0.0, 1.0, lo_open=True),
-    "optim.schedule": one_of("constant", "cosine", "linear"),
-    "optim.warmup_steps": NON_NEGATIVE_INT, "optim.weight_decay": in_range(0.0, 1.0),
-    "optim.b1": in_range(0.0, 1.0, hi_open=True), "optim.b2": in_range(0.0, 1.0, hi_open=True),
-    "optim.eps": in_range(0.0, 1.0, lo_open=True), "optim.grad_clip": in_range(0.0),
-    "train.steps": NON_NEGATIVE_INT, "train.mesh_data": Check(
-        lambda v: isinstance(v, int) and (v == -1 or v >= 1), "-1 (all remaining devices) or >= 1"),
-    "train.mesh_fsdp": POSITIVE_INT, "train.mesh_tensor": POSITIVE_INT,
-    "train.log_every": POSITIVE_INT, "train.max_nonfinite_in_a_row": POSITIVE_INT,
-    "checkpoint.every": POSITIVE_INT, "checkpoint.keep": POSITIVE_INT,
-    "checkpoint.async_save": BOOL,
-    "rewards.num_workers": POSITIVE_INT, "rewards.timeout_s": in_range(0.0, lo_open=True),
-    "rewards.truncated_is_wrong": BOOL,
-    "rewards.math_extraction": one_of("boxed", "boxed_answer_is_number"),  # rewards.registry
-    "eval.enabled": BOOL, "eval.num_problems": POSITIVE_INT, "eval.num_samples": POSITIVE_INT,
-    "eval.temperature": in_range(0.0, 10.0), "eval.top_p": in_range(0.0, 1.0, lo_open=True),
-    "eval.max_new_tokens": POSITIVE_INT,
-    "target.name": one_of("cpu", "h100", "tpu_v4", "tpu_v5e", "tpu_v5p"),
-    "target.num_devices": NON_NEGATIVE_INT, "target.num_processes": POSITIVE_INT,
-    "target.hbm_gb": in_range(0.0),
-}
+@functools.cache
+def field_checks() -> dict[str, Check]:
+  """Every field's `Check` (also `FIELD_CHECKS`). The rollout / algo / optim checks are declared in
+  `simko_jax.hparams`; model, data and reward choices are those modules' own lists, imported here on
+  first use rather than with this module (they import JAX; the CLI imports this module first)."""
+  from simko_jax.data.prompts import PROMPT_TEMPLATES  # noqa: PLC0415
+  from simko_jax.models.config import ATTENTION_IMPLS, PRESETS, REMAT_POLICIES  # noqa: PLC0415
+  from simko_jax.rewards.registry import MATH_EXTRACTIONS  # noqa: PLC0415
+  return {
+      "seed": in_range(0, 2**32 - 1, integer=True), "out_dir": STRING, "runlocal": BOOL,
+      "model.checkpoint": STRING,
+      "model.hub_cache_dir": Check(lambda v: isinstance(v, str) and "://" not in v,
+                                   "'' (huggingface_hub's default cache) or a local directory path"),
+      "model.random_preset": one_of(*PRESETS),
+      "model.dtype": one_of("float32", "bfloat16"), "model.param_dtype": one_of("float32", "bfloat16"),
+      "model.remat": one_of(*REMAT_POLICIES), "model.attention_impl": one_of(*ATTENTION_IMPLS),
+      "data.task": one_of("arith", "countdown", "files"), "data.train_files": STRING,
+      "data.task_difficulty": in_range(1, 8, integer=True),
+      "data.answer_format": one_of("boxed", "plain"), "data.max_prompt_len": POSITIVE_INT,
+      "data.prompt_bucket": POSITIVE_INT, "data.overlong_prompts": one_of("drop", "fail"),
+      "data.on_bad_row": one_of("fail", "skip"), "data.num_epochs": POSITIVE_INT,
+      "data.system_prompt": STRING, "data.prompt_suffix": STRING,
+      "data.prompt_template": one_of(*PROMPT_TEMPLATES),
+      "train.steps": NON_NEGATIVE_INT, "train.mesh_data": Check(
+          lambda v: isinstance(v, int) and (v == -1 or v >= 1), "-1 (all remaining devices) or >= 1"),
+      "train.mesh_fsdp": POSITIVE_INT, "train.mesh_tensor": POSITIVE_INT,
+      "train.log_every": POSITIVE_INT, "train.max_nonfinite_in_a_row": POSITIVE_INT,
+      "checkpoint.every": POSITIVE_INT, "checkpoint.keep": POSITIVE_INT,
+      "checkpoint.async_save": BOOL,
+      "rewards.num_workers": POSITIVE_INT, "rewards.timeout_s": in_range(0.0, lo_open=True),
+      "rewards.truncated_is_wrong": BOOL,
+      "rewards.math_extraction": one_of(*MATH_EXTRACTIONS),
+      "eval.enabled": BOOL, "eval.num_problems": POSITIVE_INT, "eval.num_samples": POSITIVE_INT,
+      "eval.temperature": in_range(0.0, 10.0), "eval.top_p": in_range(0.0, 1.0, lo_open=True),
+      "eval.max_new_tokens": POSITIVE_INT,
+      "target.name": one_of("cpu", "h100", "tpu_v4", "tpu_v5e", "tpu_v5p"),
+      "target.num_devices": NON_NEGATIVE_INT, "target.num_processes": POSITIVE_INT,
+      "target.hbm_gb": in_range(0.0),
+      **{key: f.metadata["check"] for classes in hparams.SECTIONS.values() for cls in classes
+         for key, f in cls.config_fields().items()},
+  }
+
+
+def __getattr__(name):
+  if name == "FIELD_CHECKS":
+    return field_checks()
+  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _flatten(cfg, prefix=""):
@@ -289,7 +209,7 @@ def check_override_keys(argv: list[str]) -> None:
 
 
 def _check_field(path, value):
-  check = FIELD_CHECKS[path]
+  check = field_checks()[path]
   if not check.ok(value):
     _fail(path, value, check.allowed)
 

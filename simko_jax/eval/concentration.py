@@ -20,11 +20,12 @@ import numpy as np
 from flax import nnx
 
 from simko_jax.data.sources import Example
+from simko_jax.hparams import NUM_RANK_PROBS
 from simko_jax.losses.token_stats import token_stats_from_logits
 from simko_jax.metrics.concentration import concentration_metrics
 
 NUM_LAMBDA = 3
-NUM_RANKS = 5
+NUM_RANKS = NUM_RANK_PROBS  # the trainer's rank-1..5 probabilities
 
 
 def _stats_fn(graphdef, temperature: float):

@@ -13,6 +13,7 @@ import ml_collections
 
 from simko_jax.config import ConfigError
 from simko_jax.data.prompts import PROMPT_TEMPLATES
+from simko_jax.hparams import RolloutHParams
 from simko_jax.rewards.registry import MATH_EXTRACTIONS
 
 DEFAULT_DATA_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data", "eval")
@@ -137,10 +138,10 @@ def validate_eval_config(c: ml_collections.ConfigDict) -> ml_collections.ConfigD
       _fail(field, c[field], "an integer >= 1")
   if not isinstance(c.num_problems, int) or c.num_problems < 0:
     _fail("num_problems", c.num_problems, "an integer >= 0 (0 = all problems)")
-  if not 0 < float(c.temperature) <= 10:
-    _fail("temperature", c.temperature, "a number in (0, 10]")
-  if not 0 < float(c.top_p) <= 1:
-    _fail("top_p", c.top_p, "a number in (0, 1]")
+  for field in ("temperature", "top_p", "top_k"):  # the sampler's ranges, as for training rollouts
+    check = RolloutHParams.check(field)
+    if not check.ok(c[field]):
+      _fail(field, c[field], check.allowed)
   if float(c.timeout_s) <= 0:
     _fail("timeout_s", c.timeout_s, "a number > 0")
   if c.maj_method not in ("first_k", "exact", "monte_carlo", "auto"):

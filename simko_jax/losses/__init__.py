@@ -1,8 +1,10 @@
 """Pure-JAX RLVR losses: token statistics, GRPO/SimKO/PSR/NSR/W-REINFORCE, advantages, KL.
 
-Importable by any Flax/JAX project: depends on nothing but jax.
+Importable by any Flax/JAX project: depends on nothing but jax and the pure-Python hyper-parameter
+declarations (`simko_jax.hparams.LossHParams`: every loss keyword's default, range and doc).
 """
 
+from simko_jax.hparams import LossHParams
 from simko_jax.losses.advantages import broadcast_advantages, grpo_advantages, signed_advantages
 from simko_jax.losses.aggregation import (AGGREGATION_MODES, aggregate, aggregation_denominator,
                                           masked_mean)

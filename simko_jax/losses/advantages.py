@@ -5,8 +5,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from simko_jax.hparams import UpdateHParams
 
-def grpo_advantages(rewards_PxG: jax.Array, *, normalize_std: bool = True, eps: float = 1e-6,
+
+def grpo_advantages(rewards_PxG: jax.Array, *, normalize_std: bool = True, eps: float = UpdateHParams.adv_eps,
                     ddof: int = 1) -> jax.Array:
   """GRPO group-normalised advantages `(r - mean_group) / (std_group + eps)`.
 

@@ -24,7 +24,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-AGGREGATION_MODES = ("token_mean", "micro_batch_token_mean", "seq_mean_token_mean", "seq_mean_token_sum")
+from simko_jax.hparams import AGGREGATION_MODES
+
 _RESPONSE_COUNT_MODES = ("micro_batch_token_mean", "seq_mean_token_mean", "seq_mean_token_sum")
 
 

@@ -15,8 +15,8 @@ included: XLA:CPU's partitioner all-gathers a row-sharded top_k), and the unembe
 summed over the chunks locally and reduced over devices once. `chunk_size` therefore counts one
 device's tokens. (Cutting the flattened global tokens into chunks instead split chunks across row
 shards: XLA replicated them, or all-reduced [chunk, V] logits / [D, V] gradients per chunk.)
-Chunk layout (`to_chunks`): [N rows, T tokens, D] is cut along the token axis only, chunk c being
-tokens [c*S, (c+1)*S) of every row.
+Chunk layout (`to_chunks`): [B rows, T tokens, D] is cut along the token axis only into `num_chunks`
+chunks of `chunk_len` tokens (Tc), chunk c being tokens [c*Tc, (c+1)*Tc) of every row.
 
 Precision, as in mixed-precision trainers: the LM-head matmul runs in `hidden`'s dtype (the
 unembedding is cast to it per chunk) and accumulates in float32, and so do its two backward matmuls
@@ -36,67 +36,70 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import PartitionSpec as P
 
+from simko_jax.hparams import NUM_RANK_PROBS, LossHParams
 from simko_jax.losses.token_stats import TokenStats, token_stats_from_logits
 from simko_jax.parallel import logical_to_spec
 
 
 @jax.custom_vjp
-def lm_head_logits(h_SxD: jax.Array, w_DxV: jax.Array) -> jax.Array:
-  """float32 logits [S, V] = h @ w.astype(h.dtype), accumulated in float32.
+def lm_head_logits(h_TxD: jax.Array, w_DxV: jax.Array) -> jax.Array:
+  """float32 logits [T, V] = h @ w.astype(h.dtype), accumulated in float32.
 
-  Backward (also accumulated in float32): the cotangent g [S, V] is rounded to h's dtype, then
+  Backward (also accumulated in float32): the cotangent g [T, V] is rounded to h's dtype, then
   dh = g @ w^T in h's dtype and dw = h^T @ g in w's dtype. For float32 h this is the plain gradient."""
-  return jnp.dot(h_SxD, w_DxV.astype(h_SxD.dtype), preferred_element_type=jnp.float32)
+  return jnp.dot(h_TxD, w_DxV.astype(h_TxD.dtype), preferred_element_type=jnp.float32)
 
 
-def _lm_head_logits_fwd(h_SxD, w_DxV):
-  return lm_head_logits(h_SxD, w_DxV), (h_SxD, w_DxV)
+def _lm_head_logits_fwd(h_TxD, w_DxV):
+  return lm_head_logits(h_TxD, w_DxV), (h_TxD, w_DxV)
 
 
-def _lm_head_logits_bwd(residuals, g_SxV):
-  h_SxD, w_DxV = residuals
-  g_SxV = g_SxV.astype(h_SxD.dtype)
-  dh_SxD = jnp.dot(g_SxV, w_DxV.astype(h_SxD.dtype).T, preferred_element_type=jnp.float32)
-  dw_DxV = jnp.dot(h_SxD.T, g_SxV, preferred_element_type=jnp.float32)
-  return dh_SxD.astype(h_SxD.dtype), dw_DxV.astype(w_DxV.dtype)
+def _lm_head_logits_bwd(residuals, g_TxV):
+  h_TxD, w_DxV = residuals
+  g_TxV = g_TxV.astype(h_TxD.dtype)
+  dh_TxD = jnp.dot(g_TxV, w_DxV.astype(h_TxD.dtype).T, preferred_element_type=jnp.float32)
+  dw_DxV = jnp.dot(h_TxD.T, g_TxV, preferred_element_type=jnp.float32)
+  return dh_TxD.astype(h_TxD.dtype), dw_DxV.astype(w_DxV.dtype)
 
 
 lm_head_logits.defvjp(_lm_head_logits_fwd, _lm_head_logits_bwd)
 
 
 class ChunkLayout(NamedTuple):
-  """How [N rows, T tokens] are cut into C chunks of S consecutive tokens of every row (T padded to C*S)."""
+  """How [B rows, T tokens] are cut into `num_chunks` chunks of `chunk_len` (Tc) consecutive tokens of
+  every row (T padded to num_chunks * Tc)."""
   num_chunks: int
   chunk_len: int
   length: int
 
 
 def chunk_layout(rows: int, length: int, chunk_size: int) -> ChunkLayout:
-  """About `chunk_size` tokens per chunk (rows x S), at least one token of every row per chunk."""
+  """About `chunk_size` tokens per chunk (rows x Tc), at least one token of every row per chunk."""
   chunk_size = max(1, int(chunk_size))
   num_chunks = min(length, -(-rows * length // chunk_size))
   chunk_len = -(-length // num_chunks)
   return ChunkLayout(-(-length // chunk_len), chunk_len, length)
 
 
-def to_chunks(x_NxT: jax.Array, layout: ChunkLayout) -> jax.Array:
-  """[N, T, ...] -> [C, N, S, ...]: chunk c holds tokens [c*S, (c+1)*S) of every row (zero padded).
+def to_chunks(x_BxT: jax.Array, layout: ChunkLayout) -> jax.Array:
+  """[B, T, ...] -> [num_chunks, B, Tc, ...]: chunk c holds tokens [c*Tc, (c+1)*Tc) of every row
+  (zero padded).
 
   The rows axis stays whole inside each chunk, so a row-sharded input gives row-sharded chunks:
-  slicing the scanned (unsharded) C axis needs no communication."""
+  slicing the scanned (unsharded) chunk axis needs no communication."""
   c, s, t = layout
   pad = c * s - t
   if pad:
-    x_NxT = jnp.pad(x_NxT, [(0, 0), (0, pad)] + [(0, 0)] * (x_NxT.ndim - 2))
-  n = x_NxT.shape[0]
-  x = x_NxT.reshape((n, c, s) + x_NxT.shape[2:])
+    x_BxT = jnp.pad(x_BxT, [(0, 0), (0, pad)] + [(0, 0)] * (x_BxT.ndim - 2))
+  n = x_BxT.shape[0]
+  x = x_BxT.reshape((n, c, s) + x_BxT.shape[2:])
   return jnp.moveaxis(x, 1, 0)
 
 
-def from_chunks(x_CxNxS: jax.Array, layout: ChunkLayout) -> jax.Array:
-  """Inverse of `to_chunks`: [C, N, S, ...] -> [N, T, ...] (padding dropped)."""
+def from_chunks(x_chunks: jax.Array, layout: ChunkLayout) -> jax.Array:
+  """Inverse of `to_chunks`: [num_chunks, B, Tc, ...] -> [B, T, ...] (padding dropped)."""
   c, s, t = layout
-  x = jnp.moveaxis(x_CxNxS, 0, 1)
+  x = jnp.moveaxis(x_chunks, 0, 1)
   return x.reshape((x.shape[0], c * s) + x.shape[3:])[:, :t]
 
 
@@ -105,9 +108,9 @@ def token_stats_from_hidden(
     unembedding: jax.Array,
     targets: jax.Array,
     *,
-    num_candidates: int = 5,
-    temperature: float = 1.0,
-    chunk_size: int = 1024,
+    num_candidates: int = NUM_RANK_PROBS,
+    temperature: float = LossHParams.temperature,
+    chunk_size: int = LossHParams.chunk_size,
     entropy_grad: bool = False,
 ) -> TokenStats:
   """`token_stats_from_logits(hidden @ unembedding, ...)` computed chunk by chunk.
@@ -127,10 +130,10 @@ def token_stats_from_hidden(
   """
   lead_shape = hidden.shape[:-1]
   d_model = hidden.shape[-1]
-  # Rows x tokens: [T, D] is one row; [N, T, D] and deeper keep their last axis as the token axis.
+  # Rows x tokens: [T, D] is one row; [B, T, D] and deeper keep their last axis as the token axis.
   rows = 1 if hidden.ndim == 2 else int(np.prod(lead_shape[:-1]))
-  h_NxTxD = hidden.reshape(rows, lead_shape[-1], d_model)
-  y_NxT = targets.reshape(rows, lead_shape[-1]).astype(jnp.int32)
+  h_BxTxD = hidden.reshape(rows, lead_shape[-1], d_model)
+  y_BxT = targets.reshape(rows, lead_shape[-1]).astype(jnp.int32)
   stats_fn = functools.partial(_chunked_stats, chunk_size=chunk_size, num_candidates=num_candidates,
                                temperature=temperature, entropy_grad=entropy_grad)
   row_axes = _row_mesh_axes(rows)
@@ -145,7 +148,7 @@ def token_stats_from_hidden(
     stats_fn = jax.shard_map(
         lambda h, w, y: local_fn(h, jax.lax.pcast(w, row_axes, to="varying"), y),
         in_specs=(rows_spec, P(), rows_spec), out_specs=rows_spec, axis_names=frozenset(row_axes))
-  stats = stats_fn(h_NxTxD, unembedding, y_NxT)
+  stats = stats_fn(h_BxTxD, unembedding, y_BxT)
   return TokenStats(*(x.reshape(lead_shape + x.shape[2:]) for x in stats))
 
 
@@ -158,20 +161,20 @@ def _row_mesh_axes(rows: int) -> tuple[str, ...]:
   return () if axes is None else ((axes,) if isinstance(axes, str) else tuple(axes))
 
 
-def _chunked_stats(h_NxTxD, w_DxV, y_NxT, *, chunk_size, num_candidates, temperature, entropy_grad):
-  """TokenStats [N, T, ...] of (h @ w) in chunks of about `chunk_size` tokens (see `to_chunks`)."""
-  rows, length, d_model = h_NxTxD.shape
+def _chunked_stats(h_BxTxD, w_DxV, y_BxT, *, chunk_size, num_candidates, temperature, entropy_grad):
+  """TokenStats [B, T, ...] of (h @ w) in chunks of about `chunk_size` tokens (see `to_chunks`)."""
+  rows, length, d_model = h_BxTxD.shape
   layout = chunk_layout(rows, length, chunk_size)
 
   @functools.partial(jax.checkpoint, prevent_cse=False)
-  def one_chunk(h_NxSxD, y_NxS):
-    n, s = y_NxS.shape
-    logits = lm_head_logits(h_NxSxD.reshape(n * s, d_model), w_DxV)
+  def one_chunk(h_BxTcxD, y_BxTc):
+    b, tc = y_BxTc.shape
+    logits = lm_head_logits(h_BxTcxD.reshape(b * tc, d_model), w_DxV)
     stats = token_stats_from_logits(
-        logits, y_NxS.reshape(n * s), num_candidates=num_candidates, temperature=temperature,
+        logits, y_BxTc.reshape(b * tc), num_candidates=num_candidates, temperature=temperature,
         entropy_grad=entropy_grad)
-    return jax.tree.map(lambda x: x.reshape((n, s) + x.shape[1:]), stats)
+    return jax.tree.map(lambda x: x.reshape((b, tc) + x.shape[1:]), stats)
 
   stats = jax.lax.map(lambda args: one_chunk(*args),
-                      (to_chunks(h_NxTxD, layout), to_chunks(y_NxT, layout)))
+                      (to_chunks(h_BxTxD, layout), to_chunks(y_BxT, layout)))
   return TokenStats(*(from_chunks(x, layout) for x in stats))

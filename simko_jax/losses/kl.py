@@ -11,10 +11,11 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-KL_ESTIMATORS = ("k1", "k2", "k3")
+from simko_jax.hparams import KL_ESTIMATORS, LossHParams
 
 
-def kl_penalty(logp: jax.Array, ref_logp: jax.Array, estimator: str = "k3") -> jax.Array:
+
+def kl_penalty(logp: jax.Array, ref_logp: jax.Array, estimator: str = LossHParams.kl_estimator) -> jax.Array:
   """Per-token KL estimate; log-ratio clipped to [-20, 20] (as verl does) so exp cannot overflow."""
   log_ratio = jnp.clip(logp.astype(jnp.float32) - ref_logp.astype(jnp.float32), -20.0, 20.0)
   if estimator == "k1":

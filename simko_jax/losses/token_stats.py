@@ -5,15 +5,15 @@ current policy's logits `z = logits / temperature` (the same temperature the sam
 
   * `logp`        log pi(y_t) of the sampled token (differentiable),
   * `entropy`     H = -sum_v p_v log p_v (stop-gradient unless `entropy_grad=True`),
-  * `topk_logp`   log-probs of the M highest-probability candidates, rank 1 first (differentiable;
+  * `topk_logp`   log-probs of the C highest-probability candidates, rank 1 first (differentiable;
                   the candidate *ids* come from `jax.lax.top_k` under stop-gradient),
   * `is_rank1`    whether the sampled token is the rank-1 candidate.
 
-Log-probs of the candidates are `z[v(k)] - logsumexp(z)`: K numbers gathered per token, never K copies of
-the [tokens, vocab] logits (the authors' released code expands them K times; see SIMKO_METHOD.md §6).
+Log-probs of the candidates are `z[v(k)] - logsumexp(z)`: C numbers gathered per token, never C copies of
+the [tokens, vocab] logits (the authors' released code expands them top_k times; SIMKO_METHOD.md §6).
 
-M = `num_candidates` is usually max(K, 5): the SimKO loss reads the first K, the rank-1..5 probability
-metric reads the first 5.
+C = `num_candidates` is `LossHParams.num_candidates` = max(top_k, 5): the SimKO loss reads the first top_k,
+the rank-1..5 probability metric the first 5.
 """
 
 from __future__ import annotations
@@ -23,14 +23,16 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from simko_jax.hparams import NUM_RANK_PROBS, LossHParams
+
 
 class TokenStats(NamedTuple):
-  """Per-token statistics; leading dims are any batch shape `...` (e.g. [B, T] or [N]).
+  """Per-token statistics; leading dims are any batch shape `...` (e.g. [B, T], or [B * T] flat).
 
   Attributes:
     logp: [...] float32, log-prob of the sampled token under z.
     entropy: [...] float32, entropy of softmax(z) in nats.
-    topk_logp: [..., M] float32, log-probs of the rank-1..M candidates (descending).
+    topk_logp: [..., C] float32, log-probs of the rank-1..C candidates (descending).
     is_rank1: [...] bool, sampled token == argmax z (ties resolve to the lowest id, as `top_k`).
   """
 
@@ -44,8 +46,8 @@ def token_stats_from_logits(
     logits: jax.Array,
     targets: jax.Array,
     *,
-    num_candidates: int = 5,
-    temperature: float = 1.0,
+    num_candidates: int = NUM_RANK_PROBS,
+    temperature: float = LossHParams.temperature,
     entropy_grad: bool = False,
 ) -> TokenStats:
   """Token statistics from logits.
@@ -53,7 +55,7 @@ def token_stats_from_logits(
   Args:
     logits: [..., V] any float dtype; upcast to float32 before anything else.
     targets: [...] int, the sampled token ids.
-    num_candidates: M >= 1, how many top candidates to return (capped at V).
+    num_candidates: C >= 1, how many top candidates to return (capped at V).
     temperature: > 0, divides the logits (must equal the sampler's temperature so `logp` matches
       the behaviour policy's log-probs).
     entropy_grad: keep the entropy differentiable (only needed for an entropy bonus).

@@ -129,7 +129,7 @@ def analyze(cfg, *, compile: bool = True) -> dict[str, Any]:
   from simko_jax.models.transformer import Transformer
   from simko_jax.parallel import make_mesh, model_shardings, opt_state_shardings
   from simko_jax.parallel.spmd_check import compile_checked
-  from simko_jax.train.step import (Batch, LossConfig, batch_sharding, is_on_policy, jit_train_step,
+  from simko_jax.train.step import (Batch, LossHParams, batch_sharding, is_on_policy, jit_train_step,
                                     make_optimizer)
 
   t, a, r = cfg.target, cfg.algo, cfg.rollout
@@ -172,7 +172,7 @@ def analyze(cfg, *, compile: bool = True) -> dict[str, Any]:
                 arr((m, micro, seq), jnp.int32), arr((m, micro, resp), jnp.float32),
                 arr((m, micro, resp), jnp.float32), arr((m, micro, resp), jnp.float32),
                 arr((m, micro), jnp.float32))
-  loss_cfg = LossConfig.from_config(cfg)
+  loss_cfg = LossHParams.from_config(cfg)
   step = jit_train_step(graphdef, tx, loss_cfg, param_sh, opt_sh, mesh)
   # Traced under the mesh so the model's activation constraints (`parallel.constrain`) apply; without
   # it they are no-ops and XLA:CPU's temporaries for the 7B H100 config grow from ~67 GB to ~367 GB.

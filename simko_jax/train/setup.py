@@ -22,7 +22,7 @@ from simko_jax.train.checkpoint import CheckpointError, RunCheckpointer
 from simko_jax.train.distributed import gather_json, host_rows_to_global
 from simko_jax.train.model_source import load_model_and_tokenizer
 from simko_jax.train.policy_source import write_run_tokenizer
-from simko_jax.train.step import LossConfig, batch_sharding, jit_logprobs, jit_train_step, make_optimizer
+from simko_jax.train.step import LossHParams, batch_sharding, jit_logprobs, jit_train_step, make_optimizer
 
 
 @dataclasses.dataclass
@@ -115,7 +115,7 @@ def build_run(cfg) -> Run:
   opt_state = jax.jit(tx.init, out_shardings=opt_shardings)(params)
   checkpointer.check_free_space(sum(getattr(x, "nbytes", 0)
                                     for x in jax.tree.leaves((params, opt_state))))
-  loss_cfg = LossConfig.from_config(cfg)
+  loss_cfg = LossHParams.from_config(cfg)
   train_step = jit_train_step(graphdef, tx, loss_cfg, param_shardings, opt_shardings, mesh)
   logprob_fn = jit_logprobs(graphdef, loss_cfg, param_shardings, mesh)
   ref_params = jax.tree.map(lambda x: x.copy(), params) if cfg.algo.kl_coef > 0 else None

@@ -1,7 +1,7 @@
 """The one jitted, sharded `train_step`, and the trainer's own log-prob forward.
 
 `train_step(params, opt_state, batch) -> (params, opt_state, metrics)`:
-  * `batch` holds one optimizer step's responses split into M micro-batches (leaves [M, mb, ...]);
+  * `batch` holds one optimizer step's responses split into M micro-batches (leaves [M, B / M, ...]);
     gradients are accumulated over them with `jax.lax.scan`, so memory is one micro-batch's;
   * the loss is the fused chunked LM head + policy loss (`losses.fused_policy_loss`), normalised by the
     *whole* mini-batch's token (or response) count, so accumulation is exact; under
@@ -14,11 +14,13 @@
 
 Sequences are `[prompt (left-padded to Tp) | response (R tokens)]`, length T = Tp + R. Hidden states at
 positions Tp-1 .. T-2 predict the response tokens, so only R positions per sequence reach the LM head.
+Loss hyper-parameters are a `simko_jax.hparams.LossHParams` (`LossHParams.from_config(cfg)`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from typing import Any, NamedTuple
 
 import jax
@@ -27,52 +29,20 @@ import optax
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from simko_jax.hparams import SCHEDULES, LossHParams, is_on_policy
 from simko_jax.losses import aggregation_denominator, policy_loss_from_stats, token_stats_from_hidden
 
-
-@dataclasses.dataclass(frozen=True)
-class LossConfig:
-  """Static loss hyper-parameters (from `config.algo` and the rollout temperature)."""
-  method: str = "simko"
-  top_k: int = 3
-  alpha: float = 0.01
-  lam: float = 1.1
-  lam_on: str = "advantage"
-  tau: float = 0.8
-  gate: str = "quantile"
-  clip_low: float = 0.2
-  clip_high: float = 0.2
-  clip_ratio_c: float | None = None
-  psr_weight: float = 0.1
-  aggregation: str = "token_mean"
-  kl_coef: float = 0.0
-  kl_estimator: str = "k3"
-  entropy_coef: float = 0.0
-  temperature: float = 1.0
-  chunk_size: int = 512
-  # One PPO epoch over one mini-batch is exactly on-policy: the behaviour policy *is* the current one,
-  # so old log-probs are `stop_gradient(logp)` of the update's own forward and the separate old-log-prob
-  # pass is skipped (identical value and gradient, ~1/3 less compute per step).
-  on_policy: bool = False
-
-  @classmethod
-  def from_config(cls, cfg) -> "LossConfig":
-    a = cfg.algo
-    return cls(method=a.method, top_k=a.top_k, alpha=a.alpha, lam=a.lam, lam_on=a.lam_on, tau=a.tau,
-               gate=a.gate, clip_low=a.clip_low, clip_high=a.clip_high, clip_ratio_c=a.clip_ratio_c,
-               psr_weight=a.psr_weight, aggregation=a.aggregation, kl_coef=a.kl_coef,
-               kl_estimator=a.kl_estimator, entropy_coef=a.entropy_coef,
-               temperature=cfg.rollout.temperature, chunk_size=a.loss_chunk_size,
-               on_policy=is_on_policy(cfg))
-
-  @property
-  def num_candidates(self) -> int:
-    return max(self.top_k, 5)
+__all__ = ["Batch", "LossHParams", "batch_sharding", "is_on_policy", "jit_logprobs", "jit_train_step",
+           "make_optimizer", "response_token_stats", "shard_batch", "train_step_fn"]
 
 
-def is_on_policy(cfg) -> bool:
-  """True when every response is used in exactly one optimizer step taken from the sampling params."""
-  return cfg.algo.ppo_epochs == 1 and cfg.algo.mini_batch_prompts == cfg.rollout.prompts_per_step
+def __getattr__(name):
+  # `LossConfig` was this module's copy of the loss hyper-parameters; kept one release.
+  if name == "LossConfig":
+    warnings.warn("simko_jax.train.step.LossConfig is deprecated: use simko_jax.hparams.LossHParams "
+                  "(same fields; LossHParams.from_config(cfg))", DeprecationWarning, stacklevel=2)
+    return LossHParams
+  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class Batch(NamedTuple):
@@ -97,7 +67,12 @@ class Batch(NamedTuple):
 
 
 def make_optimizer(optim_cfg, total_updates: int) -> tuple[optax.GradientTransformation, Any]:
-  """AdamW with global-norm clipping and a constant / cosine / linear schedule (with warm-up)."""
+  """AdamW with global-norm clipping and a constant / cosine / linear schedule (with warm-up).
+
+  optim_cfg: an `OptimizerHParams` or the `config.optim` section (the same fields).
+  """
+  if optim_cfg.schedule not in SCHEDULES:
+    raise ValueError(f"optimizer schedule {optim_cfg.schedule!r} is not one of {SCHEDULES}")
   lr, warmup = optim_cfg.learning_rate, optim_cfg.warmup_steps
   decay_steps = max(total_updates - warmup, 1)
   if optim_cfg.schedule == "constant":
@@ -115,40 +90,35 @@ def make_optimizer(optim_cfg, total_updates: int) -> tuple[optax.GradientTransfo
 
 
 def response_token_stats(graphdef, params, tokens, attention_mask, positions, response_len: int,
-                         loss_cfg: LossConfig):
-  """Current-policy `TokenStats` [N, R] of the response tokens (fused chunked LM head)."""
+                         loss_cfg: LossHParams):
+  """Current-policy `TokenStats` [B, R] of the response tokens (fused chunked LM head)."""
   model = nnx.merge(graphdef, params)
-  h_NxLxD = model.hidden_states(tokens, positions, attention_mask)
+  h_BxTxD = model.hidden_states(tokens, positions, attention_mask)
   prompt_len = tokens.shape[-1] - response_len
-  h_NxRxD = h_NxLxD[:, prompt_len - 1:-1]
+  h_BxRxD = h_BxTxD[:, prompt_len - 1:-1]
   return token_stats_from_hidden(
-      h_NxRxD, model.unembedding(), tokens[:, prompt_len:],
+      h_BxRxD, model.unembedding(), tokens[:, prompt_len:],
       num_candidates=loss_cfg.num_candidates, temperature=loss_cfg.temperature,
       chunk_size=loss_cfg.chunk_size, entropy_grad=loss_cfg.entropy_coef != 0)
 
 
-def _micro_loss(params, graphdef, mb: Batch, normalizer, loss_cfg: LossConfig):
+def _micro_loss(params, graphdef, mb: Batch, normalizer, loss_cfg: LossHParams):
   response_len = mb.loss_mask.shape[-1]
   stats = response_token_stats(graphdef, params, mb.tokens, mb.attention_mask, mb.positions,
                                response_len, loss_cfg)
-  c = loss_cfg
-  old_logprobs = jax.lax.stop_gradient(stats.logp) if c.on_policy else mb.old_logprobs
   return policy_loss_from_stats(
-      stats, old_logprobs=old_logprobs, advantages=mb.advantages, mask=mb.loss_mask,
-      method=c.method, top_k=c.top_k, alpha=c.alpha, lam=c.lam, tau=c.tau, gate=c.gate,
-      lam_on=c.lam_on, clip_low=c.clip_low, clip_high=c.clip_high, clip_ratio_c=c.clip_ratio_c,
-      psr_weight=c.psr_weight, aggregation=c.aggregation, normalizer=normalizer,
-      ref_logprobs=mb.ref_logprobs if c.kl_coef else None, kl_coef=c.kl_coef,
-      kl_estimator=c.kl_estimator, entropy_coef=c.entropy_coef)
+      stats, old_logprobs=mb.old_logprobs, advantages=mb.advantages, mask=mb.loss_mask,
+      normalizer=normalizer, ref_logprobs=mb.ref_logprobs if loss_cfg.kl_coef else None,
+      hparams=loss_cfg)
 
 
-def train_step_fn(graphdef, tx: optax.GradientTransformation, loss_cfg: LossConfig):
-  """The un-jitted step: (params, opt_state, batch [M, mb, ...]) -> (params, opt_state, metrics)."""
+def train_step_fn(graphdef, tx: optax.GradientTransformation, loss_cfg: LossHParams):
+  """The un-jitted step: (params, opt_state, batch [M, B / M, ...]) -> (params, opt_state, metrics)."""
 
   def step(params, opt_state, batch: Batch):
-    mask_NxR = batch.loss_mask.reshape(-1, batch.loss_mask.shape[-1])
+    mask_BxR = batch.loss_mask.reshape(-1, batch.loss_mask.shape[-1])
     # Global over all M micro-batches: tokens (token_mean) or responses (every other mode).
-    normalizer = aggregation_denominator(mask_NxR, loss_cfg.aggregation)
+    normalizer = aggregation_denominator(mask_BxR, loss_cfg.aggregation)
     grad_fn = jax.value_and_grad(_micro_loss, has_aux=True)
 
     def accumulate(grads, mb):
@@ -192,7 +162,7 @@ def shard_batch(batch: Batch, mesh, leading_dims: int = 2) -> Batch:
   return jax.device_put(batch, batch_sharding(mesh, leading_dims))
 
 
-def jit_train_step(graphdef, tx, loss_cfg: LossConfig, param_shardings, opt_shardings, mesh):
+def jit_train_step(graphdef, tx, loss_cfg: LossHParams, param_shardings, opt_shardings, mesh):
   """`train_step_fn` under `jax.jit` with explicit shardings and donated params / optimizer state."""
   data = batch_sharding(mesh, 2)
   batch_shardings = Batch(*([data] * len(Batch._fields)))
@@ -203,7 +173,7 @@ def jit_train_step(graphdef, tx, loss_cfg: LossConfig, param_shardings, opt_shar
                  donate_argnums=(0, 1))
 
 
-def jit_logprobs(graphdef, loss_cfg: LossConfig, param_shardings, mesh):
+def jit_logprobs(graphdef, loss_cfg: LossHParams, param_shardings, mesh):
   """Jitted `(params, tokens [B, T], attention_mask [B, T], positions [B, T], response_len) -> logp
   float32 [B, R]` (old/ref log-probs; inputs and output rows sharded over ("data", "fsdp"))."""
 

@@ -54,7 +54,7 @@ def run_steps(process_index: int, process_count: int) -> dict:
   from simko_jax.models.transformer import Transformer
   from simko_jax.parallel import model_shardings, shard_model
   from simko_jax.train.setup import Run, build_mesh
-  from simko_jax.train.step import LossConfig, jit_train_step, make_optimizer
+  from simko_jax.train.step import LossHParams, jit_train_step, make_optimizer
 
   mesh = build_mesh(ConfigDict(dict(mesh_data=2, mesh_fsdp=2, mesh_tensor=2)))
   model = Transformer(tiny_llama3(vocab_size=64), rngs=nnx.Rngs(0))
@@ -66,7 +66,7 @@ def run_steps(process_index: int, process_count: int) -> dict:
   tx, _ = make_optimizer(optim, 10)
   with jax.set_mesh(mesh):
     opt_state = jax.jit(tx.init)(params)
-  step = jit_train_step(graphdef, tx, LossConfig(alpha=0.1, chunk_size=8), model_shardings(model, mesh),
+  step = jit_train_step(graphdef, tx, LossHParams(alpha=0.1, chunk_size=8), model_shardings(model, mesh),
                         jax.tree.map(lambda x: x.sharding, opt_state), mesh)
   run = types.SimpleNamespace(mesh=mesh)
   rows = slice(process_index * MB // process_count, (process_index + 1) * MB // process_count)

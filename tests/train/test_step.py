@@ -13,7 +13,7 @@ from ml_collections import ConfigDict
 from simko_jax.models.config import tiny_llama3
 from simko_jax.models.transformer import Transformer
 from simko_jax.parallel import make_mesh, model_shardings
-from simko_jax.train.step import (Batch, LossConfig, jit_logprobs, jit_train_step, make_optimizer,
+from simko_jax.train.step import (Batch, LossHParams, jit_logprobs, jit_train_step, make_optimizer,
                                   shard_batch,
                                   train_step_fn)
 
@@ -54,7 +54,7 @@ OPTIM = ConfigDict(dict(learning_rate=1e-2, schedule="constant", warmup_steps=0,
                         b1=0.9, b2=0.999, eps=1e-8, grad_clip=1.0))
 
 
-def run_step(graphdef, params, batch, m, loss_cfg=LossConfig(alpha=0.1), tx=None):
+def run_step(graphdef, params, batch, m, loss_cfg=LossHParams(alpha=0.1), tx=None):
   tx = tx or make_optimizer(OPTIM, 10)[0]
   step = jax.jit(train_step_fn(graphdef, tx, loss_cfg))
   return step(params, tx.init(params), micro(batch, m))
@@ -82,7 +82,7 @@ def test_micro_batch_accumulation_is_exact():
 def test_advantage_sign_moves_log_probs_the_right_way(sign):
   """A positive advantage must raise the response's log-likelihood, a negative one lower it."""
   cfg, graphdef, params = setup(1)
-  loss_cfg = LossConfig(method="grpo", clip_low=10.0, clip_high=10.0)
+  loss_cfg = LossHParams(method="grpo", clip_low=10.0, clip_high=10.0)
   logp = jit_logprobs(graphdef, loss_cfg, None, make_mesh(1, 1, 1, devices=jax.devices()[:1]))
   batch = make_batch(cfg, logp_fn=logp, params=params)
   batch = batch._replace(advantages=jnp.full((N,), sign))
@@ -120,7 +120,7 @@ def test_sharded_steps_equal_single_device():
   if jax.device_count() < 8:
     pytest.skip("needs 8 CPU devices")
   cfg, graphdef, params0 = setup(4)
-  loss_cfg = LossConfig(alpha=0.1, chunk_size=4)
+  loss_cfg = LossHParams(alpha=0.1, chunk_size=4)
   # Adam's first update is lr * g / (|g| + eps): at eps = 1e-8 a rounding-level gradient (~1e-9) still
   # moves its param by ~lr / 10, so the sharded run's different summation order alone moved one param
   # by 0.8-1.4e-4. eps = 1e-6 keeps this a test of the sharding, not of that amplification.
@@ -148,7 +148,7 @@ def test_sharded_steps_equal_single_device():
 def test_on_policy_shortcut_equals_explicit_old_logprobs():
   """One epoch over one mini-batch: old log-probs from the update's own forward == a separate pass."""
   cfg, graphdef, params = setup(5)
-  explicit = LossConfig(alpha=0.1)
+  explicit = LossHParams(alpha=0.1)
   logp = jit_logprobs(graphdef, explicit, None, make_mesh(1, 1, 1, devices=jax.devices()[:1]))
   batch = make_batch(cfg, logp_fn=logp, params=params)
   sgd = optax.sgd(1.0)
@@ -168,13 +168,13 @@ def test_micro_batch_token_mean_weights_each_micro_batch_by_its_share_of_respons
   lengths = np.array([5, 1, 2, 5, 3, 4, 1, 2])  # uneven per-row token counts: per-micro-batch means differ
   batch = batch._replace(loss_mask=jnp.asarray(np.arange(R)[None] < lengths[:, None], jnp.float32))
   sgd = optax.sgd(1.0)
-  verl = LossConfig(alpha=0.1, aggregation="micro_batch_token_mean")
+  verl = LossHParams(alpha=0.1, aggregation="micro_batch_token_mean")
   p_verl, _, m_verl = run_step(graphdef, params, batch, 2, loss_cfg=verl, tx=sgd)
   halves = [jax.tree.map(lambda x, s=s: x[s], batch) for s in (slice(0, 4), slice(4, 8))]
-  parts = [run_step(graphdef, params, h, 1, loss_cfg=LossConfig(alpha=0.1), tx=sgd) for h in halves]
+  parts = [run_step(graphdef, params, h, 1, loss_cfg=LossHParams(alpha=0.1), tx=sgd) for h in halves]
   expected_params = jax.tree.map(lambda p0, a, b: p0 + 0.5 * (a - p0) + 0.5 * (b - p0),
                                  params, parts[0][0], parts[1][0])
   np.testing.assert_allclose(m_verl["loss"], 0.5 * (parts[0][2]["loss"] + parts[1][2]["loss"]), rtol=1e-5)
   np.testing.assert_allclose(flat(p_verl), flat(expected_params), atol=1e-6)
-  _, _, m_global = run_step(graphdef, params, batch, 2, loss_cfg=LossConfig(alpha=0.1), tx=sgd)
+  _, _, m_global = run_step(graphdef, params, batch, 2, loss_cfg=LossHParams(alpha=0.1), tx=sgd)
   assert abs(float(m_verl["loss"]) - float(m_global["loss"])) > 1e-4  # a different estimator here
