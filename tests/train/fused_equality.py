@@ -1,0 +1,101 @@
+"""Runs the same RL iterations through the phase-by-phase path and the fused `rl_train_step` and writes
+the largest differences as JSON (used by tests/train/test_fused.py on 1 device, on the (2,2,2) mesh of
+8 fake CPU devices, and as each of two JAX processes).
+
+  python -m tests.train.fused_equality OUT.json [--fsdp 2 --tensor 2] [--preset smollm2]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import jax
+import numpy as np
+
+jax.config.update("jax_default_matmul_precision", "highest")
+
+from configs import tiny_random  # noqa: E402
+from simko_jax.train import loop  # noqa: E402
+from simko_jax.train.setup import build_run  # noqa: E402
+
+
+class _Logger:
+  def event(self, message):
+    print(message, flush=True)
+
+
+def config(out_dir, *, fsdp=1, tensor=1, preset="tiny_llama3", advantage="signed", steps=2):
+  """tiny_random made on-policy (one mini-batch of 2 prompts in 2 micro-batches)."""
+  cfg = tiny_random.get_config()
+  cfg.out_dir, cfg.eval.enabled = out_dir, False
+  cfg.model.random_preset = preset
+  cfg.algo.mini_batch_prompts = cfg.rollout.prompts_per_step = 2
+  cfg.algo.micro_batch_size = 4
+  cfg.algo.advantage = advantage
+  cfg.train.mesh_fsdp, cfg.train.mesh_tensor, cfg.train.steps = fsdp, tensor, steps
+  return cfg
+
+
+def phase_rollout(run):
+  """(tokens, rewards, advantages) of the phase path's next iteration, iterator rewound afterwards."""
+  state = run.iterator.get_state()
+  outs, scored, _, _ = loop._rollouts(run)
+  batch = loop._assemble(run, outs, np.arange(run.cfg.rollout.prompts_per_step), scored)
+  run.iterator.set_state(state)
+  return jax.device_get((batch.tokens, batch.advantages)) + (scored.rewards,)
+
+
+def fused_rollout(run):
+  """The fused program's own tokens / rewards / advantages for the next iteration (no update kept)."""
+  state = run.iterator.get_state()
+  batch = next(run.iterator)
+  key = jax.random.fold_in(jax.random.fold_in(run.rng, run.step), 0)
+  rollout = run.fused.rollout(run.params, run.ref_params, batch, key, run.step)
+  run.iterator.set_state(state)
+  return jax.device_get((rollout["tokens"], rollout["advantages"], rollout["rewards"]))
+
+
+def flat(params):
+  return np.concatenate([np.ravel(np.asarray(x)) for x in jax.tree.leaves(jax.device_get(params))])
+
+
+def compare(out_path, **kw):
+  base = "/tmp" if "TMPDIR" not in os.environ else os.environ["TMPDIR"]
+  tag = f"{os.getpid()}"
+  phase_cfg = config(os.path.join(base, f"phase_{tag}"), **kw)
+  phase_cfg.train.fused_step = "off"
+  phase = build_run(phase_cfg)
+  fused = build_run(config(os.path.join(base, f"fused_{tag}"), **kw))
+  assert phase.fused is None and fused.fused is not None, (phase.path_note, fused.path_note)
+  result = {"steps": []}
+  for _ in range(phase.cfg.train.steps):
+    a, b = phase_rollout(phase), fused_rollout(fused)
+    step = {name: float(np.max(np.abs(np.asarray(x, np.float64) - np.asarray(y, np.float64))))
+            for name, x, y in zip(("tokens", "advantages", "rewards"), a, b)}
+    step["tokens_equal"] = bool(np.array_equal(a[0], b[0]))
+    m_phase = loop.iteration(phase, _Logger())
+    ((m_fused, ids),) = loop.fused_iterations(fused, _Logger())
+    phase.step += 1
+    fused.step += 1
+    step["example_ids_equal"] = ids == phase.last_example_ids
+    step["params"] = float(np.max(np.abs(flat(phase.params) - flat(fused.params))))
+    step["metrics"] = {k: abs(float(m_phase[k]) - float(m_fused[k])) for k in m_fused
+                       if k in m_phase and not k.endswith(("_s", "_per_s", "compilations"))}
+    step["reward_mean"] = m_fused["reward_mean"]
+    step["update_moved"] = float(m_fused["grad_norm"])
+    result["steps"].append(step)
+  for run in (phase, fused):
+    run.close()
+  with open(out_path, "w") as f:
+    json.dump(result, f, indent=1)
+
+
+if __name__ == "__main__":
+  args = sys.argv[2:]
+  kw = {k.lstrip("-"): (int(v) if v.isdigit() else v) for k, v in zip(args[::2], args[1::2])}
+  if "SIMKO_COORDINATOR" in os.environ:
+    from simko_jax.train.distributed import initialize_from_env  # noqa: E402
+    initialize_from_env()
+  compare(sys.argv[1], **kw)
