@@ -2,7 +2,10 @@
 the largest differences as JSON (used by tests/train/test_fused.py on 1 device, on the (2,2,2) mesh of
 8 fake CPU devices, and as each of two JAX processes).
 
-  python -m tests.train.fused_equality OUT.json [--fsdp 2 --tensor 2] [--preset smollm2]
+  python -m tests.train.fused_equality OUT.json WORK_DIR [--fsdp 2 --tensor 2] [--preset NAME]
+
+Several processes (tests/multiprocess.py) each write OUT.json.<process index>; their rollout metrics on the
+phase path are each host's own rows (the fused ones are global), so only single-process runs compare those.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ import numpy as np
 jax.config.update("jax_default_matmul_precision", "highest")
 
 from configs import tiny_random  # noqa: E402
-from simko_jax.train import loop  # noqa: E402
+from simko_jax.train import distributed, loop  # noqa: E402
+from simko_jax.train.distributed import global_rows_to_host  # noqa: E402
 from simko_jax.train.setup import build_run  # noqa: E402
 
 
@@ -26,7 +30,7 @@ class _Logger:
     print(message, flush=True)
 
 
-def config(out_dir, *, fsdp=1, tensor=1, preset="tiny_llama3", advantage="signed", steps=2):
+def config(out_dir, *, fsdp=1, tensor=1, preset="tiny_llama3", advantage="signed", steps=2, steps_per_call=1):
   """tiny_random made on-policy (one mini-batch of 2 prompts in 2 micro-batches)."""
   cfg = tiny_random.get_config()
   cfg.out_dir, cfg.eval.enabled = out_dir, False
@@ -35,6 +39,7 @@ def config(out_dir, *, fsdp=1, tensor=1, preset="tiny_llama3", advantage="signed
   cfg.algo.micro_batch_size = 4
   cfg.algo.advantage = advantage
   cfg.train.mesh_fsdp, cfg.train.mesh_tensor, cfg.train.steps = fsdp, tensor, steps
+  cfg.train.steps_per_call = cfg.checkpoint.every = steps_per_call
   return cfg
 
 
@@ -44,7 +49,7 @@ def phase_rollout(run):
   outs, scored, _, _ = loop._rollouts(run)
   batch = loop._assemble(run, outs, np.arange(run.cfg.rollout.prompts_per_step), scored)
   run.iterator.set_state(state)
-  return jax.device_get((batch.tokens, batch.advantages)) + (scored.rewards,)
+  return global_rows_to_host((batch.tokens, batch.advantages)) + (scored.rewards,)
 
 
 def fused_rollout(run):
@@ -54,23 +59,43 @@ def fused_rollout(run):
   key = jax.random.fold_in(jax.random.fold_in(run.rng, run.step), 0)
   rollout = run.fused.rollout(run.params, run.ref_params, batch, key, run.step)
   run.iterator.set_state(state)
-  return jax.device_get((rollout["tokens"], rollout["advantages"], rollout["rewards"]))
+  return global_rows_to_host((rollout["tokens"], rollout["advantages"], rollout["rewards"]))
 
 
 def flat(params):
-  return np.concatenate([np.ravel(np.asarray(x)) for x in jax.tree.leaves(jax.device_get(params))])
+  """This host's shards of every parameter, flattened (equal shardings on both paths)."""
+  return np.concatenate([np.ravel(np.asarray(s.data)) for x in jax.tree.leaves(params)
+                         for s in x.addressable_shards])
 
 
-def compare(out_path, **kw):
-  base = "/tmp" if "TMPDIR" not in os.environ else os.environ["TMPDIR"]
-  tag = f"{os.getpid()}"
-  phase_cfg = config(os.path.join(base, f"phase_{tag}"), **kw)
+ROLLOUT_METRICS = ("reward_mean", "accuracy", "pass_at_group", "response_length", "truncated_fraction",
+                   "groups_all_equal")
+
+
+def metric_diffs(m_phase: dict, m_fused: dict) -> dict:
+  """|phase - fused| of every metric both log (timings aside); rollout metrics only on one process (the
+  phase path's are this host's rows)."""
+  skip = ROLLOUT_METRICS if jax.process_count() > 1 else ()
+  return {k: abs(float(m_phase[k]) - float(m_fused[k])) for k in m_fused
+          if k in m_phase and k not in skip and not k.endswith(("_s", "_per_s", "compilations"))}
+
+
+def compare(out_path, base, **kw):
+  phase_cfg = config(os.path.join(base, "phase"), **kw)
   phase_cfg.train.fused_step = "off"
   phase = build_run(phase_cfg)
-  fused = build_run(config(os.path.join(base, f"fused_{tag}"), **kw))
+  fused = build_run(config(os.path.join(base, "fused"), **kw))
   assert phase.fused is None and fused.fused is not None, (phase.path_note, fused.path_note)
   result = {"steps": []}
-  for _ in range(phase.cfg.train.steps):
+  if fused.fused.steps_per_call > 1:  # N phase iterations against one scanned call of N
+    phase_metrics = []
+    for _ in range(phase.cfg.train.steps):
+      phase_metrics.append(loop.iteration(phase, _Logger()))
+      phase.step += 1
+    for m_phase, (m_fused, _) in zip(phase_metrics, loop.fused_iterations(fused, _Logger())):
+      result["steps"].append({"metrics": metric_diffs(m_phase, m_fused)})
+    result["steps"][-1]["params"] = float(np.max(np.abs(flat(phase.params) - flat(fused.params))))
+  for _ in range(phase.cfg.train.steps if fused.fused.steps_per_call == 1 else 0):
     a, b = phase_rollout(phase), fused_rollout(fused)
     step = {name: float(np.max(np.abs(np.asarray(x, np.float64) - np.asarray(y, np.float64))))
             for name, x, y in zip(("tokens", "advantages", "rewards"), a, b)}
@@ -81,10 +106,9 @@ def compare(out_path, **kw):
     fused.step += 1
     step["example_ids_equal"] = ids == phase.last_example_ids
     step["params"] = float(np.max(np.abs(flat(phase.params) - flat(fused.params))))
-    step["metrics"] = {k: abs(float(m_phase[k]) - float(m_fused[k])) for k in m_fused
-                       if k in m_phase and not k.endswith(("_s", "_per_s", "compilations"))}
+    step["metrics"] = metric_diffs(m_phase, m_fused)
     step["reward_mean"] = m_fused["reward_mean"]
-    step["update_moved"] = float(m_fused["grad_norm"])
+    step["grad_norm"] = float(m_fused["grad_norm"])
     result["steps"].append(step)
   for run in (phase, fused):
     run.close()
@@ -93,9 +117,9 @@ def compare(out_path, **kw):
 
 
 if __name__ == "__main__":
-  args = sys.argv[2:]
+  args = sys.argv[3:]
   kw = {k.lstrip("-"): (int(v) if v.isdigit() else v) for k, v in zip(args[::2], args[1::2])}
-  if "SIMKO_COORDINATOR" in os.environ:
-    from simko_jax.train.distributed import initialize_from_env  # noqa: E402
-    initialize_from_env()
-  compare(sys.argv[1], **kw)
+  out = sys.argv[1]
+  if distributed.maybe_initialize():
+    out = f"{out}.{jax.process_index()}"
+  compare(out, sys.argv[2], **kw)
