@@ -6,6 +6,11 @@ updates (`train.batch`); the host reads back only the verifier's inputs (its row
 the rewards and the chosen rows' indices back once, and reads the metrics once at the end. Phase wall
 times (`PhaseTimes`: sample_s, reward_s, old_logprob_s, update_s) end with `block_until_ready`.
 
+On-policy runs without dynamic sampling take `fused_iterations` instead (where `config.train.fused_step`
+allows): the whole iteration is one compiled `rl_train_step` (train/fused.py) with the same prompts, keys
+and mini-batch order, so checkpoints, data order and resume do not depend on the path; events.log says
+which path a run takes and metrics.jsonl carries `fused_step` (1 or 0).
+
 `run(cfg)` trains for `cfg.train.steps` iterations, resuming from the newest checkpoint in
 `cfg.out_dir/checkpoints` if there is one, and
   * logs every step to metrics.jsonl, TensorBoard and a progress bar (`train.logger`);
