@@ -88,7 +88,7 @@ def _rollout(graphdef, loss_cfg, spec: FusedSpec, reward, sampler_static, mesh):
     metrics = dict(_rollout_metrics(rewards_B, truncated_B, out.response_lengths, g),
                    advantage_abs_mean=jnp.mean(jnp.abs(batch.advantages)),
                    reward_timeouts=scored["timeouts"], reward_truncated=scored["truncated"])
-    return batch, metrics, rewards_B
+    return batch, metrics, jax.lax.with_sharding_constraint(rewards_B, rows)
 
   return rollout
 
@@ -143,7 +143,7 @@ class FusedStep:
     spec = FusedSpec(group_size=r.group_size, advantage=cfg.algo.advantage, adv_eps=cfg.algo.adv_eps,
                      overlong_mask=cfg.algo.overlong_mask, truncated_is_wrong=cfg.rewards.truncated_is_wrong,
                      kl=cfg.algo.kl_coef > 0, logprob_chunk=cfg.algo.micro_batch_size * jax.process_count())
-    self._args = (graphdef, train_step_fn(graphdef, tx, loss_cfg), loss_cfg, spec, reward)
+    self._args = (graphdef, train_step_fn(graphdef, tx, loss_cfg), loss_cfg, spec)
     self._shardings = (param_shardings, opt_shardings)
     self._programs = {}
 
@@ -151,7 +151,7 @@ class FusedStep:
     """The jitted program for one static sampler signature and `steps` iterations per call."""
     key = (tuple(sorted(static.items())), steps, with_ref)
     if key not in self._programs:
-      body = _iteration(*self._args, static, self.mesh)
+      body = _iteration(*self._args, self.reward, static, self.mesh)
       if steps > 1:
         def program(params, opt_state, ref_params, prompts, knobs, keys):
           def scan_body(carry, xs):
@@ -218,8 +218,8 @@ class FusedStep:
     prompts, knobs, static = self.host_inputs(prompt_batch, step)
     prompts = self.place([prompts])
     knobs = tuple(B.put_replicated(k, self.mesh) for k in knobs)
-    graphdef, _, loss_cfg, spec, reward = self._args
-    fn = jax.jit(_rollout(graphdef, loss_cfg, spec, reward, static, self.mesh))
+    graphdef, _, loss_cfg, spec = self._args
+    fn = jax.jit(_rollout(graphdef, loss_cfg, spec, self.reward, static, self.mesh))
     with self._context():
       batch, _, rewards = fn(params, ref_params, prompts, knobs, key)
     return {"tokens": batch.tokens, "rewards": rewards, "advantages": batch.advantages,

@@ -3,6 +3,12 @@ the largest differences as JSON (used by tests/train/test_fused.py on 1 device, 
 8 fake CPU devices, and as each of two JAX processes).
 
   python -m tests.train.fused_equality OUT.json WORK_DIR [--fsdp 2 --tensor 2] [--preset NAME]
+      [--reward task|parity_device|parity_host]
+
+The random model earns no arith reward, so rewards can also be the parity of the decoded response's
+length (`--reward parity_*`: non-zero rewards and GRPO advantages): the host pool's `score` on the phase
+path; on the fused path either the same rule on device (over `rewards.token_text.response_chars`) or
+the pool's `score` itself through the host callback (`rewards.host_callback.HostRewards`).
 
 Several processes (tests/multiprocess.py) each write OUT.json.<process index>; their rollout metrics on the
 phase path are each host's own rows (the fused ones are global), so only single-process runs compare those.
@@ -19,7 +25,7 @@ import numpy as np
 
 jax.config.update("jax_default_matmul_precision", "highest")
 
-from configs import tiny_random  # noqa: E402
+from configs import default, tiny_random  # noqa: E402
 from simko_jax.train import distributed, loop  # noqa: E402
 from simko_jax.train.distributed import global_rows_to_host  # noqa: E402
 from simko_jax.train.setup import build_run  # noqa: E402
@@ -30,14 +36,16 @@ class _Logger:
     print(message, flush=True)
 
 
-def config(out_dir, *, fsdp=1, tensor=1, preset="tiny_llama3", advantage="signed", steps=2, steps_per_call=1):
-  """tiny_random made on-policy (one mini-batch of 2 prompts in 2 micro-batches)."""
-  cfg = tiny_random.get_config()
+def config(out_dir, *, base="tiny_random", fsdp=1, tensor=1, advantage="signed", steps=2, steps_per_call=1):
+  """`base` (configs/tiny_random.py, or configs/default.py: SmolLM2-135M) made short and on-policy: one
+  mini-batch of 2 prompts x 4 responses of <= 16 tokens in 2 micro-batches."""
+  cfg = (default if base == "default" else tiny_random).get_config()
   cfg.out_dir, cfg.eval.enabled = out_dir, False
-  cfg.model.random_preset = preset
   cfg.algo.mini_batch_prompts = cfg.rollout.prompts_per_step = 2
+  cfg.rollout.group_size, cfg.rollout.max_new_tokens = 4, 16
   cfg.algo.micro_batch_size = 4
   cfg.algo.advantage = advantage
+  cfg.rewards.num_workers = 1
   cfg.train.mesh_fsdp, cfg.train.mesh_tensor, cfg.train.steps = fsdp, tensor, steps
   cfg.train.steps_per_call = cfg.checkpoint.every = steps_per_call
   return cfg
@@ -80,12 +88,40 @@ def metric_diffs(m_phase: dict, m_fused: dict) -> dict:
           if k in m_phase and k not in skip and not k.endswith(("_s", "_per_s", "compilations"))}
 
 
-def compare(out_path, base, **kw):
+def parity_host(items):
+  return [float(len(text) % 2) for text, _, _ in items]
+
+
+class ParityOnDevice:
+  """`parity_host` over token ids, on device (the run's `DeviceReward` token table)."""
+  on_device = True
+
+  def __init__(self, device_reward):
+    self.table, self.prepare = device_reward.table, device_reward.prepare
+
+  def __call__(self, tokens_BxR, mask_BxR, truth):
+    import jax.numpy as jnp
+    from simko_jax.rewards.token_text import response_chars
+    _, length_B, _ = response_chars(self.table, tokens_BxR, mask_BxR, tokens_BxR.shape[1] * self.table.max_token_bytes)
+    return {"rewards": (length_B % 2).astype(jnp.float32), "timeouts": jnp.int32(0), "truncated": jnp.int32(0)}
+
+
+def use_reward(phase, fused, reward: str):
+  if reward == "task":
+    return
+  from simko_jax.rewards.host_callback import HostRewards
+  phase.pool.score = fused.pool.score = parity_host
+  fused.fused.reward = (ParityOnDevice(fused.fused.reward) if reward == "parity_device"
+                        else HostRewards(fused.pool, fused.tokenizer))
+
+
+def compare(out_path, base, reward="task", **kw):
   phase_cfg = config(os.path.join(base, "phase"), **kw)
   phase_cfg.train.fused_step = "off"
   phase = build_run(phase_cfg)
   fused = build_run(config(os.path.join(base, "fused"), **kw))
   assert phase.fused is None and fused.fused is not None, (phase.path_note, fused.path_note)
+  use_reward(phase, fused, reward)
   result = {"steps": []}
   if fused.fused.steps_per_call > 1:  # N phase iterations against one scanned call of N
     phase_metrics = []
@@ -96,12 +132,17 @@ def compare(out_path, base, **kw):
       result["steps"].append({"metrics": metric_diffs(m_phase, m_fused)})
     result["steps"][-1]["params"] = float(np.max(np.abs(flat(phase.params) - flat(fused.params))))
   for _ in range(phase.cfg.train.steps if fused.fused.steps_per_call == 1 else 0):
-    a, b = phase_rollout(phase), fused_rollout(fused)
+    a = phase_rollout(phase)
+    print("phase rollout done", flush=True)
+    b = fused_rollout(fused)
+    print("fused rollout done", flush=True)
     step = {name: float(np.max(np.abs(np.asarray(x, np.float64) - np.asarray(y, np.float64))))
             for name, x, y in zip(("tokens", "advantages", "rewards"), a, b)}
     step["tokens_equal"] = bool(np.array_equal(a[0], b[0]))
     m_phase = loop.iteration(phase, _Logger())
+    print("phase iteration done", flush=True)
     ((m_fused, ids),) = loop.fused_iterations(fused, _Logger())
+    print("fused iteration done", flush=True)
     phase.step += 1
     fused.step += 1
     step["example_ids_equal"] = ids == phase.last_example_ids
@@ -120,6 +161,6 @@ if __name__ == "__main__":
   args = sys.argv[3:]
   kw = {k.lstrip("-"): (int(v) if v.isdigit() else v) for k, v in zip(args[::2], args[1::2])}
   out = sys.argv[1]
-  if distributed.maybe_initialize():
+  if distributed.maybe_initialize() and jax.process_count() > 1:
     out = f"{out}.{jax.process_index()}"
   compare(out, sys.argv[2], **kw)

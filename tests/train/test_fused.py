@@ -1,6 +1,8 @@
 """The fused `rl_train_step` (train/fused.py) against the phase-by-phase iteration (train/loop.py).
 
-Same config, same seed, two runs: for each of two iterations, the fused program's sampled tokens, rewards
+Same config, same seed, two runs: for each of two iterations (rewards: the arith verifier on device, or
+the parity of the response length on device and through the host-pool callback, so that rewards and GRPO
+advantages are not all zero), the fused program's sampled tokens, rewards
 and advantages, the parameters after its update and every metric both paths log must equal the phase
 path's within 1e-6 (tests/train/fused_equality.py does the runs). Topologies: the suite's 8 fake CPU
 devices as a (data=2, fsdp=2, tensor=2) mesh (in this process), one device, and two JAX processes of 4
@@ -37,16 +39,28 @@ def check(result: dict, rollout: bool = True):
 @pytest.mark.skipif(jax.device_count() != 8, reason="expects the suite's 8 fake CPU devices")
 def test_fused_step_equals_phase_path_on_the_2x2x2_mesh(tmp_path):
   out = tmp_path / "result.json"
-  fused_equality.compare(str(out), str(tmp_path), fsdp=2, tensor=2)
+  fused_equality.compare(str(out), str(tmp_path), fsdp=2, tensor=2, reward="parity_host", advantage="grpo")
   result = json.loads(out.read_text())
   check(result)
   assert "reward_mean" in result["steps"][0]["metrics"]
+  assert 0 < result["steps"][0]["reward_mean"] < 1, "parity rewards: some groups informative"
 
 
 @pytest.mark.slow
 def test_fused_step_equals_phase_path_on_one_device(tmp_path):
-  multiprocess.run_processes("tests.train.fused_equality", [str(tmp_path / "r.json"), str(tmp_path)],
-                             str(tmp_path / "one"), num=1, devices=1, base_env=_no_coordinator())
+  multiprocess.run_processes("tests.train.fused_equality",
+                             [str(tmp_path / "r.json"), str(tmp_path), "--reward", "parity_device",
+                              "--advantage", "grpo"],
+                             str(tmp_path / "one"), num=1, devices=1, base_env=_no_coordinator(), timeout=900)
+  check(json.loads((tmp_path / "r.json").read_text()))
+
+
+@pytest.mark.slow
+def test_fused_step_equals_phase_path_for_smollm2_on_one_device(tmp_path):
+  """configs/default.py (SmolLM2-135M, arith with the plain answer on device, truncated = wrong), short."""
+  multiprocess.run_processes("tests.train.fused_equality",
+                             [str(tmp_path / "r.json"), str(tmp_path), "--base", "default", "--advantage", "grpo"],
+                             str(tmp_path / "one"), num=1, devices=1, base_env=_no_coordinator(), timeout=900)
   check(json.loads((tmp_path / "r.json").read_text()))
 
 
@@ -54,7 +68,7 @@ def test_fused_step_equals_phase_path_on_one_device(tmp_path):
 def test_fused_step_equals_phase_path_with_two_processes(tmp_path):
   multiprocess.run_processes("tests.train.fused_equality",
                              [str(tmp_path / "r.json"), str(tmp_path), "--fsdp", "2", "--tensor", "2"],
-                             str(tmp_path / "proc"), num=2, devices=4)
+                             str(tmp_path / "proc"), num=2, devices=4, timeout=900)
   for i in range(2):
     check(json.loads((tmp_path / f"r.json.{i}").read_text()))
 
