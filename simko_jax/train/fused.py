@@ -40,7 +40,6 @@ from simko_jax.train.distributed import host_rows_to_global
 from simko_jax.train.step import batch_sharding, response_logprobs, train_step_fn
 
 
-
 class Prompts(NamedTuple):
   """One iteration's inputs (global arrays; leading [N] when several iterations run per call).
 
@@ -68,7 +67,8 @@ class FusedSpec:
 
 def _rollout(graphdef, loss_cfg, spec: FusedSpec, reward, sampler_static, mesh):
   """Traced: (params, ref_params, prompts, knobs, key) -> (the iteration's `Batch` [B, ...], rollout
-  metrics, reward counts, rewards float32 [B]): sampling, scoring, advantages, masks (+ ref log-probs)."""
+  metrics incl. the reward's timeout / truncation counts, rewards float32 [B]): sampling, scoring,
+  advantages, masks (+ reference log-probs when the KL term is on)."""
   rows = batch_sharding(mesh, 1)
   g = spec.group_size
 

@@ -36,7 +36,8 @@ class _Logger:
     print(message, flush=True)
 
 
-def config(out_dir, *, base="tiny_random", fsdp=1, tensor=1, advantage="signed", steps=2, steps_per_call=1):
+def config(out_dir, *, base="tiny_random", fsdp=1, tensor=1, advantage="signed", steps=2, steps_per_call=1,
+           kl=""):
   """`base` (configs/tiny_random.py, or configs/default.py: SmolLM2-135M) made short and on-policy: one
   mini-batch of 2 prompts x 4 responses of <= 16 tokens in 2 micro-batches."""
   cfg = (default if base == "default" else tiny_random).get_config()
@@ -45,6 +46,7 @@ def config(out_dir, *, base="tiny_random", fsdp=1, tensor=1, advantage="signed",
   cfg.rollout.group_size, cfg.rollout.max_new_tokens = 4, 16
   cfg.algo.micro_batch_size = 4
   cfg.algo.advantage = advantage
+  cfg.algo.kl_coef = float(kl or cfg.algo.kl_coef)  # > 0: reference log-probs inside the program
   cfg.rewards.num_workers = 1
   cfg.train.mesh_fsdp, cfg.train.mesh_tensor, cfg.train.steps = fsdp, tensor, steps
   cfg.train.steps_per_call = cfg.checkpoint.every = steps_per_call
@@ -117,7 +119,7 @@ def use_reward(phase, fused, reward: str):
 
 def compare(out_path, base, reward="task", **kw):
   phase_cfg = config(os.path.join(base, "phase"), **kw)
-  phase_cfg.train.fused_step = "off"
+  phase_cfg.train.fused_step, phase_cfg.train.steps_per_call = "off", 1
   phase = build_run(phase_cfg)
   fused = build_run(config(os.path.join(base, "fused"), **kw))
   assert phase.fused is None and fused.fused is not None, (phase.path_note, fused.path_note)
