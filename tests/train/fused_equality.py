@@ -117,11 +117,11 @@ def use_reward(phase, fused, reward: str):
                         else HostRewards(fused.pool, fused.tokenizer))
 
 
-def compare(out_path, base, reward="task", **kw):
-  phase_cfg = config(os.path.join(base, "phase"), **kw)
+def compare(out_path, work_dir, reward="task", **kw):
+  phase_cfg = config(os.path.join(work_dir, "phase"), **kw)
   phase_cfg.train.fused_step, phase_cfg.train.steps_per_call = "off", 1
   phase = build_run(phase_cfg)
-  fused = build_run(config(os.path.join(base, "fused"), **kw))
+  fused = build_run(config(os.path.join(work_dir, "fused"), **kw))
   assert phase.fused is None and fused.fused is not None, (phase.path_note, fused.path_note)
   use_reward(phase, fused, reward)
   result = {"steps": []}

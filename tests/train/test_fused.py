@@ -76,7 +76,7 @@ def test_fused_step_equals_phase_path_with_two_processes(tmp_path):
 @pytest.mark.slow
 def test_scanned_iterations_equal_phase_iterations(tmp_path):
   out = tmp_path / "result.json"
-  fused_equality.compare(str(out), str(tmp_path), steps_per_call=2)
+  fused_equality.compare(str(out), str(tmp_path), fsdp=2, tensor=2, steps_per_call=2)
   check(json.loads(out.read_text()), rollout=False)
 
 
