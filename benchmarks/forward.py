@@ -42,7 +42,8 @@ def main() -> None:
 
   from simko_jax.models import load_pretrained, save_hf, smollm2_gguf_path
 
-  model, cfg = load_pretrained(smollm2_gguf_path())
+  model = load_pretrained(smollm2_gguf_path())
+  cfg = model.cfg
   rng = np.random.default_rng(0)
   tokens = rng.integers(0, cfg.vocab_size, (args.batch, args.seq)).astype(np.int32)
   n_tok = args.batch * args.seq

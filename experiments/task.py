@@ -132,3 +132,49 @@ def check_solutions(config: CountdownConfig, count: int = 200) -> None:
     assert solutions, (numbers, target)
     for s in solutions:
       assert countdown_reward(response_for(s), countdown_ground_truth(numbers, target)) == 1.0, s
+
+
+def content_of(numbers, target) -> tuple[tuple[int, ...], int]:
+  """A problem's content: the multiset of its numbers (sorted) and its target. Two problems with the
+  same content are the same problem whatever their indices or the order of their numbers."""
+  return tuple(sorted(int(n) for n in numbers)), int(target)
+
+
+def clean_split(config: CountdownConfig, num_eval: int) -> tuple[list[int], list[Example]]:
+  """(training indices, evaluation examples) disjoint in content.
+
+  Evaluation: the first `num_eval` held-out indices (from HELD_OUT_START) with pairwise distinct
+  content. Training: the indices in [0, TRAIN_SIZE) whose content is not among the evaluation
+  problems' (so neither the warm-up nor RL ever sees an evaluation problem). Asserted before returning.
+  """
+  eval_examples, eval_contents, index = [], set(), HELD_OUT_START
+  while len(eval_examples) < num_eval:
+    numbers, target, _ = countdown_problem(index, config)
+    if content_of(numbers, target) not in eval_contents:
+      eval_contents.add(content_of(numbers, target))
+      eval_examples.append(example(index, config))
+    index += 1
+    if index - HELD_OUT_START > 100 * num_eval:
+      raise ValueError(f"only {len(eval_examples)} distinct held-out problems found; the task's "
+                       f"number range is too small for num_eval = {num_eval}")
+  train_indices = []
+  for i in range(TRAIN_SIZE):
+    numbers, target, _ = countdown_problem(i, config)
+    if content_of(numbers, target) not in eval_contents:
+      train_indices.append(i)
+  train_contents = {content_of(*countdown_problem(i, config)[:2]) for i in train_indices}
+  assert not train_contents & eval_contents, "evaluation and training problems share content"
+  return train_indices, eval_examples
+
+
+def sft_pairs_from(config: CountdownConfig, indices, step: int, batch_size: int,
+                   seed: int) -> tuple[list, list]:
+  """`sft_pairs` restricted to the training problems `indices` (a pure function of (seed, step))."""
+  rng = np.random.default_rng([seed, step])
+  prompts, responses = [], []
+  for j in rng.integers(0, len(indices), size=batch_size):
+    numbers, target, _ = countdown_problem(int(indices[int(j)]), config)
+    solutions = fold_solutions(tuple(numbers), int(target))
+    prompts.append(prompt_for(numbers, target))
+    responses.append(response_for(solutions[int(rng.integers(len(solutions)))]))
+  return prompts, responses

@@ -3,11 +3,10 @@
 from simko_jax.models.config import ModelConfig, tiny_llama3, tiny_qwen2, tiny_qwen3
 from simko_jax.models.hf_io import save_hf
 from simko_jax.models.loading import assemble_params, load_pretrained, smollm2_gguf_path
-from simko_jax.models.transformer import CACHE_LOGICAL_AXES, Transformer, cache_shardings
+from simko_jax.models.transformer import Transformer
 
 __all__ = ["ModelConfig", "tiny_llama3", "tiny_qwen2", "tiny_qwen3", "save_hf", "assemble_params",
-           "load_pretrained", "smollm2_gguf_path", "CACHE_LOGICAL_AXES", "Transformer", "cache_shardings",
-           "Tokenizer"]
+           "load_pretrained", "smollm2_gguf_path", "Transformer", "Tokenizer"]
 
 
 def __getattr__(name):

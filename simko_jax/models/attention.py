@@ -14,7 +14,9 @@ import jax.numpy as jnp
 
 from simko_jax.parallel import constrain
 
-_NEG = -0.7 * float(jnp.finfo(jnp.float32).max)
+# The score of a masked (query, key) pair: finite, so a row with no visible key gives a uniform softmax
+# instead of NaN, and exp(MASKED_SCORE - real score) underflows to 0.
+MASKED_SCORE = -0.7 * float(jnp.finfo(jnp.float32).max)
 
 
 def attention_mask(t: int, s: int, cache_index: jax.Array, kv_mask_BxS: jax.Array) -> jax.Array:
@@ -24,31 +26,33 @@ def attention_mask(t: int, s: int, cache_index: jax.Array, kv_mask_BxS: jax.Arra
   return causal_TxS[None, :, :] & (kv_mask_BxS[:, None, :] > 0)
 
 
-def gqa_attention(q_BxTxNxH: jax.Array, k_BxSxKxH: jax.Array, v_BxSxKxH: jax.Array,
+def gqa_attention(q_BxTxHxDh: jax.Array, k_BxSxKxDh: jax.Array, v_BxSxKxDh: jax.Array,
                   mask_BxTxS: jax.Array, impl: str = "xla") -> jax.Array:
-  """Softmax(q k^T / sqrt(H) + mask) v with N query heads sharing K kv heads (head n uses n // (N/K)).
+  """Softmax(q k^T / sqrt(Dh) + mask) v with H query heads sharing K kv heads (head h uses h // Q,
+  Q = H / K).
 
   impl "xla": einsum with float32 scores/softmax; "jax"/"cudnn": `jax.nn.dot_product_attention` with
-  implementation None/"cudnn" (cudnn needs fp16/bf16 inputs on GPU). Returns [B, T, N, H] in q's dtype.
+  implementation None/"cudnn" (cudnn needs fp16/bf16 inputs on GPU). Returns [B, T, H, Dh] in q's dtype.
   """
-  b, t, n, h = q_BxTxNxH.shape
-  kvh = k_BxSxKxH.shape[2]
+  b, t, h, dh = q_BxTxHxDh.shape
+  k = k_BxSxKxDh.shape[2]
   if impl in ("jax", "cudnn"):
     return jax.nn.dot_product_attention(
-        q_BxTxNxH, k_BxSxKxH.astype(q_BxTxNxH.dtype), v_BxSxKxH.astype(q_BxTxNxH.dtype),
+        q_BxTxHxDh, k_BxSxKxDh.astype(q_BxTxHxDh.dtype), v_BxSxKxDh.astype(q_BxTxHxDh.dtype),
         mask=mask_BxTxS[:, None, :, :], implementation=None if impl == "jax" else "cudnn")
-  # kv-major: every contraction is a plain batched [G*T, H] x [H, S] / [G*T, S] x [S, H] matmul per
-  # (row, kv head); the einsums straight over the [B, T, K, H] layouts were slower on XLA:CPU
+  # kv-major: every contraction is a plain batched [Q*T, Dh] x [Dh, S] / [Q*T, S] x [S, Dh] matmul per
+  # (row, kv head); the einsums straight over the [B, T, K, Dh] layouts were slower on XLA:CPU
   # (SmolLM2 shape, B=32, 2 cores: T=63 forward 8 -> 4 ms per layer, T=192 forward+backward 222 -> 175).
-  g = n // kvh
-  q = jnp.transpose(q_BxTxNxH.reshape(b, t, kvh, g, h), (0, 2, 3, 1, 4)).reshape(b, kvh, g * t, h)
-  k = jnp.transpose(k_BxSxKxH.astype(q.dtype), (0, 2, 3, 1))  # [B, K, H, S]
-  v = jnp.swapaxes(v_BxSxKxH, 1, 2)  # [B, K, S, H]
-  scores = jnp.einsum("bkqh,bkhs->bkqs", q, k, preferred_element_type=jnp.float32)
-  scores = scores.reshape(b, kvh, g, t, -1) * (1.0 / float(h) ** 0.5)
-  scores = jnp.where(mask_BxTxS[:, None, None, :, :], scores, _NEG)
-  probs = jax.nn.softmax(scores, axis=-1).reshape(b, kvh, g * t, -1)
-  out = jnp.einsum("bkqs,bksh->bkqh", probs.astype(v.dtype), v, preferred_element_type=jnp.float32)
-  out = jnp.transpose(out.reshape(b, kvh, g, t, h), (0, 3, 1, 2, 4))
-  out = out.reshape(b, t, n, h).astype(q_BxTxNxH.dtype)
+  n_q = h // k
+  q_BxKxQTxDh = jnp.transpose(q_BxTxHxDh.reshape(b, t, k, n_q, dh), (0, 2, 3, 1, 4)).reshape(b, k, n_q * t, dh)
+  k_BxKxDhxS = jnp.transpose(k_BxSxKxDh.astype(q_BxKxQTxDh.dtype), (0, 2, 3, 1))
+  v_BxKxSxDh = jnp.swapaxes(v_BxSxKxDh, 1, 2)
+  scores = jnp.einsum("bkqd,bkds->bkqs", q_BxKxQTxDh, k_BxKxDhxS, preferred_element_type=jnp.float32)
+  scores = scores.reshape(b, k, n_q, t, -1) * (1.0 / float(dh) ** 0.5)
+  scores = jnp.where(mask_BxTxS[:, None, None, :, :], scores, MASKED_SCORE)
+  probs = jax.nn.softmax(scores, axis=-1).reshape(b, k, n_q * t, -1)
+  out = jnp.einsum("bkqs,bksd->bkqd", probs.astype(v_BxKxSxDh.dtype), v_BxKxSxDh,
+                   preferred_element_type=jnp.float32)
+  out = jnp.transpose(out.reshape(b, k, n_q, t, dh), (0, 3, 1, 2, 4))
+  out = out.reshape(b, t, h, dh).astype(q_BxTxHxDh.dtype)
   return constrain(out, ("batch", "length", "heads", "head_dim"))

@@ -21,22 +21,22 @@ from simko_jax.models.config import ModelConfig
 from simko_jax.models.errors import MissingModelFileError, ModelLoadError, one_line
 from simko_jax.models.hf_io import hf_shape
 
-# our param name -> (GGUF tensor name pattern, HF-layout kind)
+# our layer source tensor (`models.layout.source_shapes`) -> (GGUF tensor name pattern, HF-layout kind)
 GGUF_LAYER_NAMES: dict[str, tuple[str, str]] = {
     "attn_norm": ("blk.{i}.attn_norm.weight", "vector"),
-    "wq": ("blk.{i}.attn_q.weight", "linear1"),
-    "wk": ("blk.{i}.attn_k.weight", "linear1"),
-    "wv": ("blk.{i}.attn_v.weight", "linear1"),
-    "wo": ("blk.{i}.attn_output.weight", "linear2"),
+    "wq": ("blk.{i}.attn_q.weight", "linear"),
+    "wk": ("blk.{i}.attn_k.weight", "linear"),
+    "wv": ("blk.{i}.attn_v.weight", "linear"),
+    "wo": ("blk.{i}.attn_output.weight", "linear"),
     "mlp_norm": ("blk.{i}.ffn_norm.weight", "vector"),
-    "w_gate": ("blk.{i}.ffn_gate.weight", "linear1"),
-    "w_up": ("blk.{i}.ffn_up.weight", "linear1"),
-    "w_down": ("blk.{i}.ffn_down.weight", "linear1"),
+    "w_gate": ("blk.{i}.ffn_gate.weight", "linear"),
+    "w_up": ("blk.{i}.ffn_up.weight", "linear"),
+    "w_down": ("blk.{i}.ffn_down.weight", "linear"),
 }
 GGUF_GLOBAL_NAMES: dict[str, tuple[str, str]] = {
     "embed": ("token_embd.weight", "embed"),
     "final_norm": ("output_norm.weight", "vector"),
-    "lm_head": ("output.weight", "linear1"),
+    "lm_head": ("output.weight", "linear"),
 }
 
 
@@ -113,7 +113,8 @@ def gguf_config(reader, **overrides) -> ModelConfig:
 
 
 def gguf_tensor_getter(reader, cfg: ModelConfig) -> Callable[[str, int | None, tuple[int, ...]], np.ndarray]:
-  """`get(param, layer, our_shape) -> np.ndarray` (float32, our layout) dequantizing on demand."""
+  """`get(source, layer, our_shape) -> np.ndarray` (float32, our layout) dequantizing on demand; `source`
+  a global param or a layer source tensor of `models.layout`."""
   from gguf.quants import dequantize
   tensors = {t.name: t for t in reader.tensors}
 

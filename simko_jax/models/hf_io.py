@@ -4,11 +4,13 @@ Import streams one tensor at a time with `safetensors.safe_open` (memory-mapped)
 sharding via `simko_jax.models.loading.assemble_params`. Export writes `model.safetensors` +
 `config.json` that `transformers.AutoModelForCausalLM.from_pretrained` reads (round trip exact).
 
-Layout conversions (HF Linear weights are [out, in]):
-  linear1: ours [in, *out] = hf.T.reshape(...)      (wq/wk/wv [D,N,H], w_gate/w_up [D,F], w_down [F,D])
-  linear2: ours [*in(2 dims), out] = hf.T.reshape(...)  (wo [N,H,D] from o_proj [D, N*H])
-  vector : ours = hf.reshape(...)                    (norms, biases [N,H])
-  embed  : ours [V, D] = hf                          (embed_tokens; lm_head is stored [D, V] = hf.T)
+HF tensors map to the *source* tensors of `models.layout` (one entry per HF tensor in
+`HF_LAYER_NAMES`), which `layout.fuse` turns into the stored params (w_qkv, b_qkv, w_gate_up) at import
+and `layout.unfuse` splits again at export. Layout conversions (HF Linear weights are [out, in]):
+  linear : ours [in, out] = hf.T                     (wq [D, H*Dh], wk/wv [D, K*Dh], wo [H*Dh, D],
+                                                      w_gate/w_up [D, F], w_down [F, D], lm_head [D, V])
+  vector : ours = hf                                 (norms, biases)
+  embed  : ours [V, D] = hf                          (embed_tokens)
 """
 
 from __future__ import annotations
@@ -22,56 +24,44 @@ import numpy as np
 from simko_jax.models.config import ModelConfig
 from simko_jax.models.errors import MissingModelFileError, ModelLoadError, one_line
 
-# our layer param name -> (HF suffix after "model.layers.{i}.", kind)
+# our layer source tensor (`models.layout.source_shapes`) -> (HF suffix after "model.layers.{i}.", kind)
 HF_LAYER_NAMES: dict[str, tuple[str, str]] = {
     "attn_norm": ("input_layernorm.weight", "vector"),
-    "wq": ("self_attn.q_proj.weight", "linear1"),
-    "wk": ("self_attn.k_proj.weight", "linear1"),
-    "wv": ("self_attn.v_proj.weight", "linear1"),
-    "wo": ("self_attn.o_proj.weight", "linear2"),
+    "wq": ("self_attn.q_proj.weight", "linear"),
+    "wk": ("self_attn.k_proj.weight", "linear"),
+    "wv": ("self_attn.v_proj.weight", "linear"),
+    "wo": ("self_attn.o_proj.weight", "linear"),
     "bq": ("self_attn.q_proj.bias", "vector"),
     "bk": ("self_attn.k_proj.bias", "vector"),
     "bv": ("self_attn.v_proj.bias", "vector"),
     "q_norm": ("self_attn.q_norm.weight", "vector"),
     "k_norm": ("self_attn.k_norm.weight", "vector"),
     "mlp_norm": ("post_attention_layernorm.weight", "vector"),
-    "w_gate": ("mlp.gate_proj.weight", "linear1"),
-    "w_up": ("mlp.up_proj.weight", "linear1"),
-    "w_down": ("mlp.down_proj.weight", "linear1"),
+    "w_gate": ("mlp.gate_proj.weight", "linear"),
+    "w_up": ("mlp.up_proj.weight", "linear"),
+    "w_down": ("mlp.down_proj.weight", "linear"),
 }
 # our top-level param name -> (HF name, kind)
 HF_GLOBAL_NAMES: dict[str, tuple[str, str]] = {
     "embed": ("model.embed_tokens.weight", "embed"),
     "final_norm": ("model.norm.weight", "vector"),
-    "lm_head": ("lm_head.weight", "linear1"),
+    "lm_head": ("lm_head.weight", "linear"),
 }
 
 
 def hf_shape(kind: str, shape: tuple[int, ...]) -> tuple[int, ...]:
-  """HF tensor shape for one of our (per-layer) param shapes."""
-  if kind == "embed":
-    return tuple(shape)
-  if kind == "vector":
-    return (int(np.prod(shape)),)
-  n_in = 1 if kind == "linear1" else 2
-  return (int(np.prod(shape[n_in:])), int(np.prod(shape[:n_in])))
+  """HF tensor shape of one of our source tensor shapes."""
+  return tuple(shape[::-1]) if kind == "linear" else tuple(shape)
 
 
 def from_hf(kind: str, arr: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
   """HF tensor -> our layout (`shape`)."""
-  if kind in ("vector", "embed"):
-    return arr.reshape(shape)
-  return arr.T.reshape(shape)
+  return (arr.T if kind == "linear" else arr).reshape(shape)
 
 
 def to_hf(kind: str, arr: np.ndarray) -> np.ndarray:
   """Our layout -> HF tensor (contiguous)."""
-  if kind == "embed":
-    return np.ascontiguousarray(arr)
-  if kind == "vector":
-    return np.ascontiguousarray(arr.reshape(-1))
-  n_in = 1 if kind == "linear1" else 2
-  return np.ascontiguousarray(arr.reshape(int(np.prod(arr.shape[:n_in])), -1).T)
+  return np.ascontiguousarray(arr.T if kind == "linear" else arr)
 
 
 def hf_tensor_name(param: str, layer: int | None) -> tuple[str, str]:
@@ -183,7 +173,8 @@ def hf_tensor_getter(path: str, cfg: ModelConfig) -> Callable[[str, int | None, 
 
 # ---------------------------------------------------------------------------------------- export
 def hf_tensors(model: Any, dtype: Any = None) -> Iterator[tuple[str, np.ndarray]]:
-  """(HF tensor name, host array in HF layout) for every param of `model`, in checkpoint order.
+  """(HF tensor name, host array in HF layout) for every param of `model` (fused params split
+  into their HF tensors), in checkpoint order.
 
   One stacked layer param [L, ...] is on the host at a time (peak host memory: the largest stacked
   param, plus what the caller keeps). `dtype`: numpy/jnp dtype of the arrays (default: param dtype).
@@ -191,7 +182,7 @@ def hf_tensors(model: Any, dtype: Any = None) -> Iterator[tuple[str, np.ndarray]
   """
   import jax
 
-  from simko_jax.models.transformer import layer_param_specs
+  from simko_jax.models.layout import layer_param_specs, unfuse
   cfg: ModelConfig = model.cfg
 
   def host(x):
@@ -204,8 +195,9 @@ def hf_tensors(model: Any, dtype: Any = None) -> Iterator[tuple[str, np.ndarray]
   for param in layer_param_specs(cfg):
     stacked = host(getattr(model.layers, param).get_value())
     for i in range(cfg.num_layers):
-      name, kind = hf_tensor_name(param, i)
-      yield name, to_hf(kind, stacked[i])
+      for source, arr in unfuse(cfg, param, stacked[i]).items():
+        name, kind = hf_tensor_name(source, i)
+        yield name, to_hf(kind, arr)
     del stacked
 
 

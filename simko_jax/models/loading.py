@@ -2,14 +2,16 @@
 
 Peak host memory: params are assembled one at a time. A stacked layer param [L, ...] is filled layer by
 layer into one preallocated host buffer (param dtype), then `jax.device_put(buffer, sharding)` and the
-buffer is freed; so the peak is the largest stacked param (e.g. w_gate: L*D*F elements) plus one source
-tensor (memory-mapped safetensors slice or one dequantized GGUF tensor in float32), not the whole model.
+buffer is freed; so the peak is the largest stacked param (e.g. w_gate_up: L*D*2F elements) plus one
+layer's source tensors (memory-mapped safetensors slices or dequantized GGUF tensors in float32), not
+the whole model. Each layer's q/k/v and gate/up source tensors are fused here (`models.layout.fuse`).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import warnings
 from typing import Any, Callable
 
 import jax
@@ -19,7 +21,8 @@ from jax.sharding import Mesh
 
 from simko_jax.models.config import ModelConfig
 from simko_jax.models.errors import MissingModelFileError, ModelLoadError, one_line
-from simko_jax.models.transformer import Transformer, layer_param_specs
+from simko_jax.models.layout import FUSED_SOURCES, fuse, layer_param_specs, source_shapes
+from simko_jax.models.transformer import Transformer
 from simko_jax.parallel import logical_axes_of, logical_to_sharding
 
 Getter = Callable[[str, int | None, tuple[int, ...]], np.ndarray]
@@ -31,7 +34,8 @@ def abstract_model(cfg: ModelConfig) -> Transformer:
 
 
 def assemble_params(cfg: ModelConfig, get: Getter, mesh: Mesh | None = None, rules=None) -> Transformer:
-  """Build a `Transformer` whose every param comes from `get(param, layer, shape)` (our layout).
+  """Build a `Transformer` whose every param comes from `get(name, layer, shape)` (our layout): a global
+  param (layer None) or a layer's source tensor (`models.layout.source_shapes`), fused per layer.
 
   With `mesh`, each param is put straight into `logical_to_sharding(logical_axes, mesh, rules)`.
   """
@@ -48,23 +52,27 @@ def assemble_params(cfg: ModelConfig, get: Getter, mesh: Mesh | None = None, rul
     var = getattr(model, param)
     shape = tuple(var.get_value().shape)
     place(var, np.asarray(get(param, None, shape), dtype=dtype))
+  sources = source_shapes(cfg)
   for param, (shape, _, _) in layer_param_specs(cfg).items():
     var = getattr(model.layers, param)
     buf = np.empty((cfg.num_layers, *shape), dtype=dtype)
+    names = FUSED_SOURCES.get(param, (param,))
     for i in range(cfg.num_layers):
-      buf[i] = get(param, i, tuple(shape))
+      buf[i] = fuse(cfg, param, {name: get(name, i, sources[name]) for name in names})
     place(var, buf)
     del buf
   return model
 
 
 def load_pretrained(path: str, dtype: Any = None, param_dtype: Any = None, mesh: Mesh | None = None,
-                    rules=None, **cfg_overrides) -> tuple[Transformer, ModelConfig]:
-  """Load a HF checkpoint directory or a `.gguf` file into a `Transformer`; returns (model, cfg).
+                    rules=None, *, return_config: bool = False, **cfg_overrides) -> Transformer:
+  """Load a HF checkpoint directory or a `.gguf` file into a `Transformer` (its config: `model.cfg`).
 
   `dtype`: compute dtype (default float32); `param_dtype`: storage dtype (default: `dtype`).
   `mesh`/`rules`: place params directly in their sharding (default rules from `simko_jax.parallel`).
   Extra keyword args override `ModelConfig` fields (e.g. remat="full", attention_impl="cudnn").
+  `return_config=True` returns the old (model, cfg) tuple with a DeprecationWarning (kept for one
+  release; use `model.cfg`).
   """
   import jax.numpy as jnp
 
@@ -87,7 +95,13 @@ def load_pretrained(path: str, dtype: Any = None, param_dtype: Any = None, mesh:
     get = hf_tensor_getter(path, cfg)
   else:
     raise ModelLoadError(f"{path!r} is neither a HF checkpoint directory nor a .gguf file")
-  return assemble_params(cfg, get, mesh, rules), cfg
+  model = assemble_params(cfg, get, mesh, rules)
+  if return_config:
+    warnings.warn("load_pretrained(..., return_config=True) returning (model, cfg) is deprecated and will "
+                  "be removed in the next release: load_pretrained returns the model, its config is "
+                  "model.cfg", DeprecationWarning, stacklevel=2)
+    return model, cfg
+  return model
 
 
 def _model_config(source: str, build: Callable[[], ModelConfig]) -> ModelConfig:

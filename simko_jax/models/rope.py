@@ -11,7 +11,7 @@ import numpy as np
 
 
 def inv_frequencies(head_dim: int, theta: float, scaling: dict[str, Any] | None = None) -> np.ndarray:
-  """[head_dim // 2] float32 inverse frequencies; llama3 scaling as in HF `_compute_llama3_parameters`."""
+  """[Dh // 2] float32 inverse frequencies; llama3 scaling as in HF `_compute_llama3_parameters`."""
   inv_freq = 1.0 / (theta ** (np.arange(0, head_dim, 2, dtype=np.int64).astype(np.float32) / head_dim))
   if scaling is None:
     return inv_freq.astype(np.float32)
@@ -30,16 +30,16 @@ def inv_frequencies(head_dim: int, theta: float, scaling: dict[str, Any] | None 
 
 
 def rope_cos_sin(positions_BxT: jax.Array, inv_freq: np.ndarray) -> tuple[jax.Array, jax.Array]:
-  """cos, sin of shape [B, T, head_dim] (float32) for integer positions."""
+  """cos, sin of shape [B, T, Dh] (float32) for integer positions."""
   angles = positions_BxT.astype(jnp.float32)[..., None] * jnp.asarray(inv_freq)[None, None, :]
   angles = jnp.concatenate([angles, angles], axis=-1)
   return jnp.cos(angles), jnp.sin(angles)
 
 
-def apply_rope(x_BxTxNxH: jax.Array, cos_BxTxH: jax.Array, sin_BxTxH: jax.Array) -> jax.Array:
-  """Rotate q or k ([B, T, heads, head_dim]) in float32; returns x's dtype."""
-  x = x_BxTxNxH.astype(jnp.float32)
+def apply_rope(x_BxTxHxDh: jax.Array, cos_BxTxDh: jax.Array, sin_BxTxDh: jax.Array) -> jax.Array:
+  """Rotate q [B, T, H, Dh] or k [B, T, K, Dh] in float32; returns x's dtype."""
+  x = x_BxTxHxDh.astype(jnp.float32)
   half = x.shape[-1] // 2
   rotated = jnp.concatenate([-x[..., half:], x[..., :half]], axis=-1)
-  out = x * cos_BxTxH[:, :, None, :] + rotated * sin_BxTxH[:, :, None, :]
-  return out.astype(x_BxTxNxH.dtype)
+  out = x * cos_BxTxDh[:, :, None, :] + rotated * sin_BxTxDh[:, :, None, :]
+  return out.astype(x_BxTxHxDh.dtype)

@@ -4,6 +4,10 @@ One function, `sample_next`, used by the decode loop of `simko_jax.sampling.samp
 
   token_B, logprob_B = sample_next(logits_BxV, key, temperature, top_p, top_k=0, greedy=False)
 
+`key` is one PRNG key for the batch, or [B] keys, one per row: then row r's draw depends only on
+`key[r]` and its own logits, never on the other rows or on where r sits in the batch (the sampler
+derives row keys from (prompt, sample, token index), so a response does not depend on its batch slot).
+
 Log-prob convention (what the trainer recomputes): `logprob_B = log_softmax(logits / temperature)[token]`
 over the *unfiltered* vocabulary, also under greedy decoding and top-k / top-p filtering. With
 top_k > 0 or top_p < 1 the behaviour policy is the *renormalised filtered* distribution, which puts
@@ -29,6 +33,24 @@ CHUNK = 256       # two-level draw: pick a chunk of the vocab, then a token insi
 NUCLEUS_CAP = 256  # top-p first looks for the nucleus among this many best tokens (exact fallback: sort)
 
 
+def _per_row(key: jax.Array) -> bool:
+  """True when `key` holds one key per row ([B] typed keys or [B, 2] raw uint32 keys)."""
+  return key.ndim == (1 if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) else 2)
+
+
+def _draw(key: jax.Array, logits_BxK: jax.Array) -> jax.Array:
+  """`jax.random.categorical` over the last axis, [B] int32; per-row keys draw each row on its own."""
+  if _per_row(key):
+    return jax.vmap(lambda k, row_K: jax.random.categorical(k, row_K))(key, logits_BxK).astype(jnp.int32)
+  return jax.random.categorical(key, logits_BxK, axis=-1).astype(jnp.int32)
+
+
+def _split(key: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Two independent keys (or per-row key arrays) from `key`."""
+  keys = jax.vmap(jax.random.split)(key) if _per_row(key) else jax.random.split(key)
+  return (keys[:, 0], keys[:, 1]) if _per_row(key) else (keys[0], keys[1])
+
+
 def categorical(key: jax.Array, logits_BxV: jax.Array) -> jax.Array:
   """Exact draw from softmax(logits) per row ([B] int32) with O(V/CHUNK + CHUNK) random numbers a row.
 
@@ -45,34 +67,33 @@ def categorical_and_logz(key: jax.Array, logits_BxV: jax.Array) -> tuple[jax.Arr
   times (~1.4 ms of a 32 x 49k step on 2 CPU cores)."""
   b, v = logits_BxV.shape
   if v <= 2 * CHUNK:
-    return (jax.random.categorical(key, logits_BxV, axis=-1).astype(jnp.int32),
-            jax.nn.logsumexp(logits_BxV, axis=-1))
+    return _draw(key, logits_BxV), jax.nn.logsumexp(logits_BxV, axis=-1)
   n_chunks = -(-v // CHUNK)
   pad = n_chunks * CHUNK - v
   logits = jnp.pad(logits_BxV, ((0, 0), (0, pad)), constant_values=_NEG_INF) if pad else logits_BxV
   max_Bx1 = jnp.max(logits, axis=-1, keepdims=True)
-  probs_BxCxK = jnp.exp(logits - max_Bx1).reshape(b, n_chunks, CHUNK)
-  mass_BxC = probs_BxCxK.sum(-1)
-  key_chunk, key_token = jax.random.split(key)
-  chunk_B = jax.random.categorical(key_chunk, jnp.log(mass_BxC), axis=-1)
-  inside_BxK = jnp.take_along_axis(probs_BxCxK, chunk_B[:, None, None], axis=1)[:, 0]
-  token_B = jax.random.categorical(key_token, jnp.log(inside_BxK), axis=-1)
-  logz_B = max_Bx1[:, 0] + jnp.log(mass_BxC.sum(-1))
+  chunk_probs = jnp.exp(logits - max_Bx1).reshape(b, n_chunks, CHUNK)  # [B, n_chunks, CHUNK]
+  chunk_mass = chunk_probs.sum(-1)
+  key_chunk, key_token = _split(key)
+  chunk_B = _draw(key_chunk, jnp.log(chunk_mass))
+  inside_probs = jnp.take_along_axis(chunk_probs, chunk_B[:, None, None], axis=1)[:, 0]
+  token_B = _draw(key_token, jnp.log(inside_probs))
+  logz_B = max_Bx1[:, 0] + jnp.log(chunk_mass.sum(-1))
   return (chunk_B * CHUNK + token_B).astype(jnp.int32), logz_B
 
 
-def _nucleus_mask(sorted_logits_BxK: jax.Array, top_p: jax.Array, logz_Bx1: jax.Array) -> jax.Array:
-  """Keep-mask over logits sorted in descending order, probabilities exp(logit - logz): the smallest
+def _nucleus_mask(sorted_logits_BxC: jax.Array, top_p: jax.Array, logz_Bx1: jax.Array) -> jax.Array:
+  """Keep-mask over the C candidate logits sorted in descending order, probabilities exp(logit - logz): the smallest
   prefix whose mass reaches `top_p` (HF convention: a token is kept iff the mass strictly before it is
   < top_p; the most likely token is always kept)."""
-  probs = jnp.exp(sorted_logits_BxK - logz_Bx1)
+  probs = jnp.exp(sorted_logits_BxC - logz_Bx1)
   mass_before = jnp.cumsum(probs, axis=-1) - probs
   return (mass_before < top_p).at[:, 0].set(True)
 
 
-def _draw_sorted(key, sorted_BxK, idx_BxK, keep_BxK):
-  pick_B = categorical(key, jnp.where(keep_BxK, sorted_BxK, _NEG_INF))
-  return jnp.take_along_axis(idx_BxK, pick_B[:, None], axis=-1)[:, 0].astype(jnp.int32)
+def _draw_sorted(key, sorted_BxC, idx_BxC, keep_BxC):
+  pick_B = categorical(key, jnp.where(keep_BxC, sorted_BxC, _NEG_INF))
+  return jnp.take_along_axis(idx_BxC, pick_B[:, None], axis=-1)[:, 0].astype(jnp.int32)
 
 
 def _top_p_draw(key, scaled_BxV, logz_B, top_p):
@@ -99,7 +120,8 @@ def sample_next(logits_BxV: jax.Array, key: jax.Array, temperature: jax.Array | 
                 use_top_p: bool | None = None) -> tuple[jax.Array, jax.Array]:
   """Draw one token per row. Returns (token_B int32, logprob_B float32).
 
-  logits_BxV: float32 logits. key: one PRNG key for the whole batch (rows get independent draws).
+  logits_BxV: float32 logits. key: one PRNG key for the whole batch (rows get independent draws), or
+  [B] keys, one per row (row r's draw then depends only on key[r] and logits_BxV[r]).
   temperature > 0 (also used for the returned log-prob under greedy). top_k: static int, 0 = off.
   use_top_p: static; default `top_p < 1` when `top_p` is a Python float (pass it explicitly when
   `top_p` is traced). greedy: argmax of the logits (ties -> lowest id), ignoring filters and key.

@@ -1,28 +1,30 @@
 """Jitted batched sampler with a KV cache: prefill once per prompt, `lax.while_loop` decode for n samples.
 
   sampler = Sampler(graphdef, pad_id=0, stop_ids=(2,), mesh=None)
-  out = sampler.sample(state, prompt_BxP, prompt_mask_BxP, key, n=4, max_new_tokens=128,
+  out = sampler.sample(state, prompt_PxTp, prompt_mask_PxTp, key, n=4, max_new_tokens=128,
                        temperature=1.0, top_p=1.0, top_k=0, greedy=False)
 
 One compiled XLA program per static signature does everything:
-  1. prefill (`decode.prefill`): the B prompts (left-padded; bucketed to Pb = round_up(P,
-     prompt_bucket) by adding more left padding) minus their last column run through the model once
-     (no logits) and their keys/values fill slots [0, Pb-1) of the per-layer cache of `decode`
-     (keys in <= 32 blocks [B*n, KVH, Dh, blk] and values in as many [B*n, KVH, blk, Dh] per layer,
-     S = Pb + Nb, Nb = round_up(max_new_tokens, gen_bucket); blocks past the current slot are skipped;
-     on GPU one block, computed and masked: `decode.max_key_blocks`).
-  2. that cache, the kv mask and the last prompt token are repeated to B*n rows (row b*n + j = sample
-     j of prompt b, so GRPO groups are contiguous): the prompt is never recomputed n times.
+  1. prefill (`models.inference.prefill`): the P prompts (left-padded; Tp bucketed to
+     Tb = round_up(Tp, prompt_bucket) by adding more left padding) minus their last column run through
+     the model once (no logits) and their keys/values fill slots [0, Tb-1) of the per-layer cache of
+     `models.kv_cache` (keys in <= 32 blocks [B, K, Dh, blk] and values in as many [B, K, blk, Dh] per
+     layer, B = P*n rows, S = Tb + Rb, Rb = round_up(max_new_tokens, gen_bucket); blocks past the
+     current slot are skipped; on GPU one block, computed and masked: `kv_cache.max_key_blocks`).
+  2. that cache, the kv mask and the last prompt token are repeated to B = P*n rows (row p*n + j =
+     sample j of prompt p, so GRPO groups are contiguous): the prompt is never recomputed n times.
   3. `lax.while_loop` over steps i: feed the previous token (the last prompt token at i = 0) at cache
-     slot Pb-1+i, sample token i from its logits, stop a row when it emits a stop id. The loop ends when
-     i == max_new_tokens or every row has stopped (early exit; `SampleOutput.num_steps` counts steps).
-The cache lives only inside that program: it is a while-loop carry that `decode.decode_step` updates
+     slot Tb-1+i, sample token i from its logits, stop a row when it emits a stop id or reaches its
+     budget (`max_new_tokens`, or its `max_new_per_sample` entry). The loop ends when every row has
+     stopped (early exit; `SampleOutput.num_steps` counts steps). Row p*n + j draws token i with the key
+     fold_in(fold_in(fold_in(key, p), j), i): its response does not depend on its batch row.
+The cache lives only inside that program: it is a while-loop carry that `inference.decode_step` updates
 with one-slot `dynamic_update_slice`s, so XLA keeps it in one buffer for the whole decode (no host
 round trip, no per-step copy; nothing to donate between calls, since no buffer outlives the call).
-`max_new_tokens`, `temperature`, `top_p` and the stop ids (padded to a multiple of 8) are traced
-values, so new values inside the same buckets do not recompile; batch size, Pb, Nb, n, top_k, greedy
-and (top_p < 1) are static. `Sampler.num_compilations` counts traces of the program (each trace is
-one compilation).
+`max_new_tokens`, `max_new_per_sample`, `temperature`, `top_p` and the stop ids (padded to a multiple
+of 8) are traced values, so new values inside the same buckets do not recompile; P, Tb, Rb, n, top_k,
+greedy and (top_p < 1) are static. `Sampler.num_compilations` counts traces of the program (each trace
+is one compilation).
 
 Positions follow the model's convention (cumsum(mask) - 1): response token i of a prompt with L real
 tokens has position L + i, so a trainer forward over `tokens` with `attention_mask` reproduces the
@@ -43,8 +45,8 @@ from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 
 from simko_jax.parallel import logical_to_sharding, logical_to_spec, use_rules
-from simko_jax.sampling.decode import (LAYER_CACHE_AXES, decode_step, empty_cache, lm_head_weight, prefill,
-                                       rope_table, split_layer_params)
+from simko_jax.models.inference import decode_step, lm_head_weight, prefill, rope_table, unstack_layers
+from simko_jax.models.kv_cache import LAYER_CACHE_AXES, empty_cache
 from simko_jax.sampling.filtering import sample_next
 
 FINISH_STOP = 0    # emitted a stop id (EOS); it is the last token inside response_mask
@@ -52,17 +54,18 @@ FINISH_LENGTH = 1  # ran out of max_new_tokens
 
 
 class SampleOutput(NamedTuple):
-  """Result of `Sampler.sample` for B prompts x n samples (rows b*n .. b*n+n-1 belong to prompt b).
+  """Result of `Sampler.sample` for P prompts x n samples: B = P*n rows (rows p*n .. p*n+n-1 belong to
+  prompt p), Tp prompt columns (as passed), R = max_new_tokens response columns.
 
-  tokens           [B*n, P+N] int32  prompt (as passed, left-padded) followed by the response
-  prompt_mask      [B*n, P]   int32  1 = real prompt token
-  response_mask    [B*n, N]   int32  1 = generated token, up to and including the stop token
-  response_tokens  [B*n, N]   int32  generated tokens; pad_id after the stop token / unused steps
-  logprobs         [B*n, N]   f32    log_softmax(logits / temperature)[token] of the unfiltered
-                                     distribution; 0 where response_mask == 0
-  finish_reason    [B*n]      int32  FINISH_STOP (0) or FINISH_LENGTH (1)
-  response_lengths [B*n]      int32  response_mask.sum(-1)
-  num_steps        []         int32  decode-loop iterations run (< N when every row stopped early)
+  tokens           [B, Tp+R] int32  prompt (as passed, left-padded) followed by the response
+  prompt_mask      [B, Tp]   int32  1 = real prompt token
+  response_mask    [B, R]    int32  1 = generated token, up to and including the stop token
+  response_tokens  [B, R]    int32  generated tokens; pad_id after the stop token / unused steps
+  logprobs         [B, R]    f32    log_softmax(logits / temperature)[token] of the unfiltered
+                                    distribution; 0 where response_mask == 0
+  finish_reason    [B]       int32  FINISH_STOP (0) or FINISH_LENGTH (1)
+  response_lengths [B]       int32  response_mask.sum(-1)
+  num_steps        []        int32  decoding-loop iterations run (< R when every row stopped early)
   """
   tokens: jax.Array
   prompt_mask: jax.Array
@@ -75,12 +78,12 @@ class SampleOutput(NamedTuple):
 
   @property
   def attention_mask(self) -> jax.Array:
-    """[B*n, P+N] mask for a trainer forward over `tokens`: prompt_mask ++ response_mask."""
+    """[B, Tp+R] mask for a trainer forward over `tokens`: prompt_mask ++ response_mask."""
     return jnp.concatenate([self.prompt_mask, self.response_mask], axis=-1)
 
   @property
   def positions(self) -> jax.Array:
-    """[B*n, P+N] RoPE positions the sampler used: cumsum(attention_mask) - 1, clipped at 0."""
+    """[B, Tp+R] RoPE positions the sampler used: cumsum(attention_mask) - 1, clipped at 0."""
     return jnp.maximum(jnp.cumsum(self.attention_mask, axis=-1) - 1, 0)
 
 
@@ -89,30 +92,31 @@ def round_up(x: int, multiple: int) -> int:
 
 
 class _Loop(NamedTuple):
-  """While-loop carry (Bn = B*n rows, S cache slots, Nb response buffer columns)."""
+  """While-loop carry (B = P*n rows, S cache slots, Rb response buffer columns)."""
   step: jax.Array          # [] int32
-  cache: dict              # {"k": L lists of key blocks [Bn, KVH, Dh, blk], "v": L lists of [Bn, KVH, blk, Dh]}
-  kv_mask: jax.Array       # [Bn, S] int32
-  token: jax.Array         # [Bn] int32, the token fed at this step
-  done: jax.Array          # [Bn] bool, row has emitted a stop id
-  out_tokens: jax.Array    # [Bn, Nb] int32
-  out_logprobs: jax.Array  # [Bn, Nb] f32
-  out_mask: jax.Array      # [Bn, Nb] int32
+  cache: dict              # {"k": L lists of key blocks [B, K, Dh, blk], "v": L lists of [B, K, blk, Dh]}
+  kv_mask: jax.Array       # [B, S] int32
+  token: jax.Array         # [B] int32, the token fed at this step
+  done: jax.Array          # [B] bool, row has emitted a stop id
+  out_tokens: jax.Array    # [B, Rb] int32
+  out_logprobs: jax.Array  # [B, Rb] f32
+  out_mask: jax.Array      # [B, Rb] int32
 
 
-def _sample_program(graphdef, state, prompt_BxP, prompt_mask_BxP, key, temperature, top_p, max_new,
-                    stop_ids_K, *, n: int, n_buf: int, top_k: int, greedy: bool, use_top_p: bool,
+def _sample_program(graphdef, state, prompt_PxTb, prompt_mask_PxTb, key, temperature, top_p, max_new_B,
+                    stop_ids, *, n: int, n_buf: int, top_k: int, greedy: bool, use_top_p: bool,
                     pad_id: int, cache_dtype: Any, mesh, rules, counter):
-  """The traced body of one compiled sampler program (see module docstring). `stop_ids_K` is int32,
-  padded with -1. Returns (tokens_BnxNb, logprobs_BnxNb, mask_BnxNb, stopped_Bn, num_steps)."""
+  """The traced body of one compiled sampler program (see module docstring). `stop_ids` is int32,
+  padded with -1; `max_new_B` int32 is each row's token budget (<= n_buf).
+  Returns (tokens_BxRb, logprobs_BxRb, mask_BxRb, stopped_B, num_steps), B = P*n."""
   counter[0] += 1  # runs once per trace == once per compilation
   model = nnx.merge(graphdef, state)
-  b, p = prompt_BxP.shape
+  b, p = prompt_PxTb.shape  # (P, Tb)
   bn, s = b * n, p + n_buf
-  pmask = prompt_mask_BxP.astype(jnp.int32)
-  positions_BxP = jnp.maximum(jnp.cumsum(pmask, axis=-1) - 1, 0)
+  pmask = prompt_mask_PxTb.astype(jnp.int32)
+  positions_PxTb = jnp.maximum(jnp.cumsum(pmask, axis=-1) - 1, 0)
 
-  def shard_cache(cache):  # the decode loop's per-layer layout (`decode.LAYER_CACHE_AXES`)
+  def shard_cache(cache):  # the decoding loop's per-layer layout (`kv_cache.LAYER_CACHE_AXES`)
     if mesh is None:
       return cache
     place = lambda x, axes: jax.lax.with_sharding_constraint(x, logical_to_sharding(axes, mesh, rules, x.shape))
@@ -127,31 +131,37 @@ def _sample_program(graphdef, state, prompt_BxP, prompt_mask_BxP, key, temperatu
   def rep(x, axis=0):
     return jnp.repeat(x, n, axis=axis, total_repeat_length=x.shape[axis] * n) if n > 1 else x
 
-  # 1-2. Prefill all but the last prompt column on the B prompts (no logits) straight into the decode
-  # loop's per-layer cache of B*n rows: the prompt is never recomputed n times.
-  layer_params = split_layer_params(model)  # sliced once, outside the loop
+  # 1-2. Prefill all but the last prompt column on the P prompts (no logits) straight into the decode
+  # loop's per-layer cache of B = P*n rows: the prompt is never recomputed n times.
+  layer_params = unstack_layers(model)  # sliced once, outside the loop
   rope = rope_table(model.cfg, s)  # cos/sin rows gathered by position: no sin/cos inside any layer
   lm_head_DxV = lm_head_weight(model)  # [D, V] in memory (a transposed copy when tied), once per call
-  kv_mask_BxS = jnp.concatenate([pmask, jnp.zeros((b, n_buf), jnp.int32)], axis=-1)
+  kv_mask_PxS = jnp.concatenate([pmask, jnp.zeros((b, n_buf), jnp.int32)], axis=-1)
   if p > 1:
-    cache = prefill(model, layer_params, prompt_BxP[:, :-1], positions_BxP[:, :-1], pmask[:, :-1], rope,
+    cache = prefill(model, layer_params, prompt_PxTb[:, :-1], positions_PxTb[:, :-1], pmask[:, :-1], rope,
                     cache_len=s, n=n, cache_dtype=cache_dtype)
   else:
     cache = empty_cache(model.cfg, bn, s, cache_dtype)
   cache = shard_cache(cache)
-  last_pos_Bn = rep(positions_BxP[:, -1])
+  last_pos_B = rep(positions_PxTb[:, -1])
+  # Row p*n + j draws token i with fold_in(fold_in(fold_in(key, p), j), i): a response depends on its
+  # (prompt, sample) pair only, not on its batch row (p is the global prompt index, the same sharded,
+  # unsharded or multi-process), so a continuous-batching slot can reproduce it exactly.
+  pair_keys_B = jax.vmap(lambda p_, j_: jax.random.fold_in(jax.random.fold_in(key, p_), j_))(
+      jnp.arange(bn) // n, jnp.arange(bn) % n)
 
   # 3. Decode loop: step i feeds `token` at slot p-1+i and samples response token i.
   def cond(c: _Loop):
-    return (c.step < max_new) & ~jnp.all(c.done)
+    return ~jnp.all(c.done | (c.step >= max_new_B))
 
   def body(c: _Loop):
     i = c.step
-    logits, cache = decode_step(model, layer_params, c.token, last_pos_Bn + i, c.cache, p - 1 + i, c.kv_mask,
+    logits, cache = decode_step(model, layer_params, c.token, last_pos_B + i, c.cache, p - 1 + i, c.kv_mask,
                                 rope, first_slot=p - 1, cache_dtype=cache_dtype, lm_head_DxV=lm_head_DxV)
-    tok, logp = sample_next(logits, jax.random.fold_in(key, i), temperature, top_p,
+    row_keys_B = jax.vmap(jax.random.fold_in, (0, None))(pair_keys_B, i)
+    tok, logp = sample_next(logits, row_keys_B, temperature, top_p,
                             top_k=top_k, greedy=greedy, use_top_p=use_top_p)
-    live = ~c.done
+    live = ~c.done & (i < max_new_B)
     tok = jnp.where(live, tok, pad_id)
     logp = jnp.where(live, logp, 0.0)
     col = (jnp.int32(0), i)
@@ -160,13 +170,13 @@ def _sample_program(graphdef, state, prompt_BxP, prompt_mask_BxP, key, temperatu
     out_mask = jax.lax.dynamic_update_slice(c.out_mask, live.astype(jnp.int32)[:, None], col)
     # The sampled token is written at slot p+i next step; it is a visible key only for live rows.
     kv_mask = jax.lax.dynamic_update_slice(c.kv_mask, live.astype(jnp.int32)[:, None], (jnp.int32(0), p + i))
-    done = c.done | (live & jnp.isin(tok, stop_ids_K))
+    done = c.done | (live & jnp.isin(tok, stop_ids))
     cache = shard_cache(cache)
     return _Loop(i + 1, cache, kv_mask, tok, done, out_tokens, out_logprobs, out_mask)
 
   init = _Loop(
-      step=jnp.int32(0), cache=cache, kv_mask=shard_rows(rep(kv_mask_BxS)),
-      token=shard_rows(rep(prompt_BxP[:, -1].astype(jnp.int32))), done=shard_rows(jnp.zeros((bn,), bool)),
+      step=jnp.int32(0), cache=cache, kv_mask=shard_rows(rep(kv_mask_PxS)),
+      token=shard_rows(rep(prompt_PxTb[:, -1].astype(jnp.int32))), done=shard_rows(jnp.zeros((bn,), bool)),
       out_tokens=shard_rows(jnp.full((bn, n_buf), pad_id, jnp.int32)),
       out_logprobs=shard_rows(jnp.zeros((bn, n_buf), jnp.float32)),
       out_mask=shard_rows(jnp.zeros((bn, n_buf), jnp.int32)))
@@ -175,7 +185,7 @@ def _sample_program(graphdef, state, prompt_BxP, prompt_mask_BxP, key, temperatu
 
 
 @functools.partial(jax.jit, static_argnames=("n", "prompt_len", "max_new_tokens", "mesh", "rules"))
-def _sample_output(prompt_BxPb, pmask_BxPb, tokens_BnxNb, logprobs_BnxNb, mask_BnxNb, stopped_Bn, steps, *,
+def _sample_output(prompt_PxTb, pmask_PxTb, tokens_BxRb, logprobs_BxRb, mask_BxRb, stopped_B, steps, *,
                    n: int, prompt_len: int, max_new_tokens: int, mesh, rules) -> SampleOutput:
   """The program's buffers -> `SampleOutput` on device: the prompts as passed (bucket padding cut off)
   repeated n times, responses cut to max_new_tokens; rows sharded over the batch axes like the
@@ -187,13 +197,13 @@ def _sample_output(prompt_BxPb, pmask_BxPb, tokens_BnxNb, logprobs_BnxNb, mask_B
     return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, spec))
 
   rep = lambda x: jnp.repeat(x[:, x.shape[1] - prompt_len:], n, axis=0)
-  response_tokens = tokens_BnxNb[:, :max_new_tokens]
-  response_mask = mask_BnxNb[:, :max_new_tokens]
+  response_tokens = tokens_BxRb[:, :max_new_tokens]
+  response_mask = mask_BxRb[:, :max_new_tokens]
   out = SampleOutput(
-      tokens=jnp.concatenate([rep(prompt_BxPb), response_tokens], axis=-1),
-      prompt_mask=rep(pmask_BxPb), response_mask=response_mask, response_tokens=response_tokens,
-      logprobs=logprobs_BnxNb[:, :max_new_tokens],
-      finish_reason=jnp.where(stopped_Bn, FINISH_STOP, FINISH_LENGTH).astype(jnp.int32),
+      tokens=jnp.concatenate([rep(prompt_PxTb), response_tokens], axis=-1),
+      prompt_mask=rep(pmask_PxTb), response_mask=response_mask, response_tokens=response_tokens,
+      logprobs=logprobs_BxRb[:, :max_new_tokens],
+      finish_reason=jnp.where(stopped_B, FINISH_STOP, FINISH_LENGTH).astype(jnp.int32),
       response_lengths=response_mask.sum(-1).astype(jnp.int32), num_steps=steps)
   return out._replace(**{k: rows(v) for k, v in out._asdict().items() if k != "num_steps"})
 
@@ -202,7 +212,10 @@ def sample_program(graphdef, state, prompt_BxPb, pmask_BxPb, key, temperature, t
                    prompt_len: int, max_new_tokens: int, counter=None, **static) -> SampleOutput:
   """The whole sampler as a pure, jittable function: the traced program body plus the output assembly,
   for callers that compose sampling into a larger compiled program (`train.fused`). Arguments are those
-  `Sampler.program_inputs` gives (prompts already bucketed to Pb columns); returns `SampleOutput`."""
+  `Sampler.program_inputs` gives (prompts already bucketed to Pb columns); `max_new` may be a scalar
+  (every row's budget) or int32 [B] per row. Returns `SampleOutput`."""
+  if jnp.ndim(max_new) == 0:
+    max_new = jnp.full((prompt_BxPb.shape[0] * static["n"],), max_new, jnp.int32)
   out = _sample_program(graphdef, state, prompt_BxPb, pmask_BxPb, key, temperature, top_p, max_new,
                         stop_ids_K, counter=[0] if counter is None else counter, **static)
   return _sample_output(prompt_BxPb, pmask_BxPb, *out, n=static["n"], prompt_len=prompt_len,
@@ -216,7 +229,7 @@ class Sampler:
   RL step) reuse the compiled program. pad_id: fills prompt bucket padding and post-stop tokens.
   stop_ids: default stop set (e.g. EOS ids), overridable per call. mesh/rules: run under this mesh
   (params must already be placed, e.g. `shard_model`); batch rows are sharded over ("data", "fsdp") and
-  the cache by `decode.LAYER_CACHE_AXES`. prompt_bucket/gen_bucket: P and max_new_tokens are rounded up
+  the cache by `kv_cache.LAYER_CACHE_AXES`. prompt_bucket/gen_bucket: Tp and max_new_tokens are rounded up
   to these multiples for the static shapes. cache_dtype: default the model's compute dtype.
   """
 
@@ -255,19 +268,23 @@ class Sampler:
 
   def sample(self, params_state, prompt_tokens, prompt_mask, key, *, n: int = 1, max_new_tokens: int,
              temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0, greedy: bool = False,
-             stop_ids: Sequence[int] | None = None, keep_global: bool = False) -> SampleOutput:
+             stop_ids: Sequence[int] | None = None, keep_global: bool = False,
+             max_new_per_sample=None) -> SampleOutput:
     """Sample n responses per prompt. See `SampleOutput` for the result.
 
-    prompt_tokens, prompt_mask: [B, P] int, left-padded (every row's last column is a real token).
+    prompt_tokens, prompt_mask: [P, Tp] int, left-padded (every row's last column is a real token).
     key: a `jax.random.key`; the same key, inputs and params give the same tokens (sharded or not).
     temperature > 0. top_k: 0 = off. top_p: 1.0 = off. greedy: argmax (temperature only scales the
     returned log-probs). stop_ids: None = the sampler's default set; () = never stop early.
     The result is assembled on device (nothing is read back here). keep_global: in a multi-process run,
     return the global arrays (every host's rows, host-major, sharded over the batch axes) for a device-
     side consumer such as the trainer; False gives each host the rows of its own prompts.
+    max_new_per_sample: None, or int [B, n] in [1, max_new_tokens]: sample j of prompt b ends
+    (FINISH_LENGTH) after max_new_per_sample[b, j] tokens; a traced value (no recompile), and the loop
+    exits once every row has stopped or reached its own budget.
     """
     args, static = self._prepare(params_state, prompt_tokens, prompt_mask, key, n, max_new_tokens,
-                                 temperature, top_p, top_k, greedy, stop_ids)
+                                 temperature, top_p, top_k, greedy, stop_ids, max_new_per_sample)
     with self._context():
       out = self._jitted(*args, **static)
       out = _sample_output(args[1], args[2], *out, n=int(n), prompt_len=np.shape(prompt_tokens)[1],
@@ -280,10 +297,10 @@ class Sampler:
 
   def lower(self, params_state, prompt_tokens, prompt_mask, key, *, n: int = 1, max_new_tokens: int,
             temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0, greedy: bool = False,
-            stop_ids: Sequence[int] | None = None):
+            stop_ids: Sequence[int] | None = None, max_new_per_sample=None):
     """The `jax.stages.Lowered` program `sample` would run (for `.compile()`, cost analysis, HLO)."""
     args, static = self._prepare(params_state, prompt_tokens, prompt_mask, key, n, max_new_tokens,
-                                 temperature, top_p, top_k, greedy, stop_ids)
+                                 temperature, top_p, top_k, greedy, stop_ids, max_new_per_sample)
     with self._context():
       return self._jitted.lower(*args, **static)
 
@@ -295,7 +312,8 @@ class Sampler:
     args, static = self._prepare(None, prompt_tokens, prompt_mask, None, n, max_new_tokens, temperature,
                                  top_p, top_k, greedy, stop_ids, place=False)
     static.update(prompt_len=np.shape(prompt_tokens)[1], max_new_tokens=int(max_new_tokens))
-    return args[1:3], args[4:], static
+    temperature, top_p, _, stop_arr = args[4:]  # one budget for every row: a scalar the program broadcasts
+    return args[1:3], (temperature, top_p, np.int32(max_new_tokens), stop_arr), static
 
   def _context(self):
     """The mesh (for the model's sharding constraints) and rules this sampler traces and runs under."""
@@ -307,13 +325,13 @@ class Sampler:
     return stack
 
   def _prepare(self, params_state, prompt_tokens, prompt_mask, key, n, max_new_tokens, temperature,
-               top_p, top_k, greedy, stop_ids, place: bool = True):
+               top_p, top_k, greedy, stop_ids, max_new_per_sample=None, place: bool = True):
     """Validate, bucket and place (unless not `place`) the inputs: (positional args, static kwargs) of
     the jitted program."""
     prompt = np.asarray(prompt_tokens, np.int32)
     pmask = np.asarray(prompt_mask, np.int32)
     if prompt.ndim != 2 or prompt.shape != pmask.shape:
-      raise ValueError(f"prompt_tokens {prompt.shape} and prompt_mask {pmask.shape} must be equal [B, P]")
+      raise ValueError(f"prompt_tokens {prompt.shape} and prompt_mask {pmask.shape} must be equal [P, Tp]")
     if not pmask[:, -1].all():
       raise ValueError("prompts must be left-padded with a real last token in every row "
                        "(prompt_mask[:, -1] == 1)")
@@ -322,6 +340,14 @@ class Sampler:
     if max_new_tokens < 1 or n < 1:
       raise ValueError(f"need max_new_tokens >= 1 and n >= 1, got {max_new_tokens}, {n}")
     b, p = prompt.shape
+    budget = np.full((b, n), max_new_tokens, np.int32)
+    if max_new_per_sample is not None:
+      budget = np.asarray(max_new_per_sample)
+      if budget.shape != (b, n) or not np.issubdtype(budget.dtype, np.integer) or not (
+          (budget >= 1) & (budget <= max_new_tokens)).all():
+        raise ValueError(f"max_new_per_sample must be integers [B, n] = [{b}, {n}] in [1, max_new_tokens = "
+                         f"{max_new_tokens}], got {budget.dtype} {budget.shape} (pass None for no per-row limit)")
+    budget_B = budget.astype(np.int32).reshape(b * n)  # row p*n + j = sample j of prompt p
     pb, nb = round_up(p, self.prompt_bucket), round_up(max_new_tokens, self.gen_bucket)
     # Extra left padding up to the bucket (mask 0: invisible and position-neutral).
     prompt_b = np.full((b, pb), self.pad_id, np.int32)
@@ -340,11 +366,16 @@ class Sampler:
         put = lambda x: jax.make_array_from_process_local_data(rows, x)
       else:
         put = lambda x: jax.device_put(x, rows)
+      rows_1d = NamedSharding(self.mesh, logical_to_spec(("batch",), self.mesh, self.rules,
+                                                         (b * n * jax.process_count(),)))
+      budget_B = (jax.make_array_from_process_local_data(rows_1d, budget_B) if jax.process_count() > 1
+                   else jax.device_put(budget_B, rows_1d))
     else:
       put = jax.device_put  # once, explicitly: the program and the output assembly both read them
+      budget_B = jax.device_put(budget_B)
     prompt_b, pmask_b = put(prompt_b), put(pmask_b)
     args = (params_state, prompt_b, pmask_b, key, jnp.float32(temperature), jnp.float32(top_p),
-            jnp.int32(max_new_tokens), stop_arr)
+            budget_B, stop_arr)
     static = dict(n=int(n), n_buf=nb, top_k=int(top_k), greedy=bool(greedy),
                   use_top_p=bool(top_p < 1.0) and not greedy, pad_id=self.pad_id,
                   cache_dtype=self.cache_dtype, mesh=self.mesh, rules=self.rules)

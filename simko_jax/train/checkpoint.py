@@ -13,7 +13,8 @@ mid-save leaves no step that `latest_step()` would return. The directory may be 
 (`simko_jax.storage`). If the newest complete step still cannot be
 read (a corrupted file), `restore` falls back to the previous one, says so, and renames the unreadable
 newer steps to `<step>.unreadable` (kept for inspection) so the resumed run can write those steps again.
-A checkpoint written for a different model shape is refused before any array is read. Any failure of a
+A checkpoint written for a different model shape is refused before any array is read; one written
+before the fused decoder layout (issue 22) is converted on restore (`checkpoint_layout`). Any failure of a
 save (disk full, unwritable directory), including one of an async save that surfaces later, raises
 `CheckpointError` naming the step; the steps already committed are untouched.
 """
@@ -30,6 +31,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from simko_jax import storage
+from simko_jax.train import checkpoint_layout
 
 log = logging.getLogger(__name__)
 
@@ -143,11 +145,17 @@ class RunCheckpointer:
         log.warning("checkpoint step %s in %s is unreadable (%s); trying an older one", s,
                     self.directory, err)
         continue
-      _check_model(meta, model_config, str(storage.join(self.directory, str(s))))
+      step_dir = storage.join(self.directory, str(s))
+      _check_model(meta, model_config, str(step_dir))
+      layout_cfg = _unfused_layout_config(meta, step_dir)  # None: the checkpoint has today's layout
+      params_target, opt_target = abstract_params, abstract_opt_state
+      if layout_cfg is not None:
+        params_target = checkpoint_layout.unfused_target(layout_cfg, abstract_params)
+        opt_target = checkpoint_layout.unfused_target(layout_cfg, abstract_opt_state)
       try:
         restored = self.manager.restore(s, args=ocp.args.Composite(
-            params=ocp.args.StandardRestore(abstract_params),
-            train=ocp.args.StandardRestore({"opt_state": abstract_opt_state,
+            params=ocp.args.StandardRestore(params_target),
+            train=ocp.args.StandardRestore({"opt_state": opt_target,
                                             "rng": abstract_rng}),
             data=ocp.args.JsonRestore(),
             meta=ocp.args.JsonRestore()))
@@ -159,8 +167,13 @@ class RunCheckpointer:
       rng = jax.random.wrap_key_data(restored["train"]["rng"])
       if step is None and s != steps[0]:
         self._set_aside([u for u in steps if u > s])
-      return (s, restored["params"], restored["train"]["opt_state"], rng, restored["data"],
-              restored["meta"])
+      params, opt_state = restored["params"], restored["train"]["opt_state"]
+      if layout_cfg is not None:
+        params = checkpoint_layout.convert_to_fused(layout_cfg, params, abstract_params)
+        opt_state = checkpoint_layout.convert_to_fused(layout_cfg, opt_state, abstract_opt_state)
+        log.warning("checkpoint step %s in %s: %s; converted to the fused layout on restore", s,
+                    self.directory, checkpoint_layout.FORMAT_CHANGE)
+      return s, params, opt_state, rng, restored["data"], restored["meta"]
     raise CheckpointError(f"no readable checkpoint in {self.directory!r}: " + "; ".join(errors))
 
   def _set_aside(self, steps: list[int]) -> None:
@@ -176,6 +189,21 @@ class RunCheckpointer:
     if jax.process_count() > 1:
       ocp.multihost.sync_global_processes("simko_set_aside_unreadable_steps")
     self.manager.reload()
+
+
+def _unfused_layout_config(meta: dict, step_dir) -> Any:
+  """The `ModelConfig` of a checkpoint step saved in the old unfused layer layout (to convert it), None
+  for today's layout; CheckpointError when an old-layout step does not say its model."""
+  if not checkpoint_layout.saved_layers_unfused(step_dir):
+    return None
+  from simko_jax.models.config import ModelConfig
+  saved = meta.get("model_config") if isinstance(meta, dict) else None
+  try:
+    return ModelConfig.from_hf_config(saved)
+  except Exception as err:  # noqa: BLE001 - no or a damaged model_config: nothing to convert with
+    raise CheckpointError(f"the checkpoint {step_dir} {checkpoint_layout.FORMAT_CHANGE} and its meta item "
+                          f"has no usable model_config to convert it with ({err}): load it with a "
+                          "simko_jax release before issue 22 and export it (python -m simko_jax.export)") from err
 
 
 def _check_model(meta: dict, model_config: dict | None, where: str) -> None:

@@ -88,7 +88,7 @@ def load_model_and_tokenizer(model_cfg, seed: int = 0, mesh=None) -> tuple[Trans
       shard_model(model, mesh)
     return model, tokenizer, "char"
   path = resolve_checkpoint(model_cfg.checkpoint, model_cfg.get("hub_cache_dir", ""))
-  model, _ = load_pretrained(path, dtype=dtype, param_dtype=param_dtype, mesh=mesh, **overrides)
+  model = load_pretrained(path, dtype=dtype, param_dtype=param_dtype, mesh=mesh, **overrides)
   from simko_jax.models import Tokenizer
   from simko_jax.models.tokenizer import check_vocab_size
   tokenizer = Tokenizer.load(path)

@@ -112,20 +112,26 @@ def load_model(source: PolicySource, *, dtype: Any = None, param_dtype: Any = No
   dtype = jnp.float32 if dtype is None else dtype
   param_dtype = dtype if param_dtype is None else param_dtype
   if source.kind != "run":
-    model, _ = load_pretrained(source.path, dtype=dtype, param_dtype=param_dtype, mesh=mesh)
+    model = load_pretrained(source.path, dtype=dtype, param_dtype=param_dtype, mesh=mesh)
     return model
   cfg = ModelConfig.from_hf_config(source.model_config, dtype=dtype, param_dtype=param_dtype)
   model = abstract_model(cfg)
   graphdef, abstract = nnx.split(model, nnx.Param)
   target = _restore_target(abstract, mesh)
   import orbax.checkpoint as ocp
+
+  from simko_jax.train import checkpoint_layout
+  unfused = checkpoint_layout.saved_layers_unfused(epath.Path(source.path) / str(source.step))
   try:
     restored = _manager(epath.Path(source.path)).restore(source.step, args=ocp.args.Composite(
-        params=ocp.args.StandardRestore(target)))
+        params=ocp.args.StandardRestore(checkpoint_layout.unfused_target(cfg, target) if unfused else target)))
   except Exception as err:  # noqa: BLE001
     raise CheckpointError(f"cannot read the params of step {source.step} in {source.path!r} "
                           f"({type(err).__name__}: {str(err)[:300]}): pick another --step") from err
-  nnx.replace_by_pure_dict(abstract, restored["params"])
+  params = restored["params"]
+  if unfused:  # written before the fused decoder layout: converted here, exactly
+    params = checkpoint_layout.convert_to_fused(cfg, params, target)
+  nnx.replace_by_pure_dict(abstract, params)
   return nnx.merge(graphdef, abstract)
 
 

@@ -49,7 +49,7 @@ def reference(run_dir, tmp_path_factory, pool):
   """generations.jsonl of a single-process, single-device evaluation."""
   source = policy_source.locate(run_dir)
   model = policy_source.load_model(source)
-  assert len(model.layers.wq.get_value().sharding.device_set) == 1
+  assert len(model.layers.w_qkv.get_value().sharding.device_set) == 1
   out = tmp_path_factory.mktemp("ref")
   evaluate(model, policy_source.load_tokenizer_of(source), None, _eval_config(max_new_tokens=6),
            str(out), pool=pool, log=lambda s: None)
@@ -64,10 +64,10 @@ def test_sharded_mesh_matches_one_device(run_dir, reference, tmp_path, pool):
   model, tok, mesh, meta = load_for_eval(run_dir, cfg, log=lambda s: None)
   assert dict(mesh.shape) == {"data": 2, "fsdp": 2, "tensor": 2}
   assert cfg.max_new_tokens == 6 and meta["max_new_tokens_from"] == "run config eval.max_new_tokens"
-  wq = model.layers.wq.get_value()  # [L, D, N, H]: D over fsdp, heads over tensor
-  assert wq.sharding.spec[1:3] == ("fsdp", "tensor"), wq.sharding.spec
-  assert wq.addressable_shards[0].data.shape == (wq.shape[0], wq.shape[1] // 2, wq.shape[2] // 2,
-                                                  wq.shape[3])
+  w_qkv = model.layers.w_qkv.get_value()  # [L, D, K, Q+2, Dh]: D over fsdp, kv heads over tensor
+  assert w_qkv.sharding.spec[1:3] == ("fsdp", "tensor"), w_qkv.sharding.spec
+  assert w_qkv.addressable_shards[0].data.shape == (w_qkv.shape[0], w_qkv.shape[1] // 2, w_qkv.shape[2] // 2,
+                                                     *w_qkv.shape[3:])
   assert model.embed.get_value().addressable_shards[0].data.size * 4 == model.embed.get_value().size
   evaluate(model, tok, None, cfg, str(tmp_path), mesh=mesh, pool=pool, log=lambda s: None)
   assert (tmp_path / "gsm8k" / "generations.jsonl").read_text().splitlines() == reference

@@ -83,7 +83,8 @@ def test_f32_gguf_matches_transformers(tied, tmp_path):
     hf = transformers.LlamaForCausalLM(transformers.LlamaConfig(**cfg)).eval()
   path = tmp_path / "tiny.gguf"
   write_gguf(hf, path, lambda n, a: gguf.GGMLQuantizationType.F32)
-  model, cfg = load_pretrained(str(path))
+  model = load_pretrained(str(path))
+  cfg = model.cfg
   assert cfg.tie_word_embeddings == tied and cfg.num_kv_heads == 2 and cfg.head_dim == 16
   tokens, mask = left_padded_batch(cfg.vocab_size, lengths=(9, 4), total=9)
   got = np.asarray(model(tokens, attention_mask_BxT=mask))
@@ -107,12 +108,15 @@ def test_quantized_types_dequantize_like_gguf(tmp_path):
   reader = open_gguf(str(path))
   types = {t.tensor_type for t in reader.tensors}
   assert {Q.Q4_0, Q.Q4_1, Q.Q8_0, Q.F16, Q.F32} <= types
-  model, cfg = load_pretrained(str(path))
+  model = load_pretrained(str(path))
+  cfg = model.cfg
   t = {x.name: x for x in reader.tensors}["blk.1.attn_k.weight"]
   deq = gguf.quants.dequantize(t.data, t.tensor_type).reshape(32, 64)
   from simko_jax.models.gguf_io import unpermute_rope_rows
-  expect = unpermute_rope_rows(deq, 2).T.reshape(64, 2, 16)
-  np.testing.assert_array_equal(np.asarray(model.layers.wk.get_value()[1]), expect)
+  from simko_jax.models.layout import unfuse
+  expect = unpermute_rope_rows(deq, 2).T  # [D, K*Dh]
+  wk = unfuse(cfg, "w_qkv", np.asarray(model.layers.w_qkv.get_value()[1]))["wk"]
+  np.testing.assert_array_equal(wk, expect)
   # and the quantized model still tracks the float one (4-bit noise on random weights is large)
   tokens, mask = left_padded_batch(cfg.vocab_size, lengths=(9, 4), total=9)
   got = np.asarray(model(tokens, attention_mask_BxT=mask))

@@ -7,7 +7,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import nnx
 
 from simko_jax.models import load_pretrained, smollm2_gguf_path
 from simko_jax.models.gguf_io import permute_rope_rows, unpermute_rope_rows
@@ -39,7 +38,7 @@ def test_unpermute_inverts_llama_cpp_permute():
 
 
 def test_config_from_metadata(ours):
-  _, cfg = ours
+  cfg = ours.cfg
   assert (cfg.num_layers, cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim) == (30, 576, 9, 3, 64)
   assert cfg.tie_word_embeddings and cfg.vocab_size == 49152 and cfg.rope_theta == 100000.0
 
@@ -81,7 +80,7 @@ def transformers_gguf_model(cfg):
 def test_logits_match_transformers_gguf(ours, tok):
   import torch
   torch.set_num_threads(2)
-  model, cfg = ours
+  model, cfg = ours, ours.cfg
   ref = transformers_gguf_model(cfg)
   seqs = [tok.encode(p) for p in PROMPTS]
   t = max(map(len, seqs))
@@ -98,31 +97,17 @@ def test_logits_match_transformers_gguf(ours, tok):
 
 
 def greedy(model, prompt_ids, max_new, eos_id):
-  """Minimal greedy loop over `decode` (one jitted function for prefill, one for steps)."""
-  graphdef, state = nnx.split(model)
-  fn = jax.jit(lambda s, *a: nnx.merge(graphdef, s).decode(*a), donate_argnums=(3,))
-  t = len(prompt_ids)
-  max_len = t + max_new
-  cache = model.init_cache(1, max_len)
-  kv_mask = np.zeros((1, max_len), np.int32)
-  kv_mask[0, :t] = 1
-  logits, cache = fn(state, jnp.asarray([prompt_ids], jnp.int32), jnp.arange(t, dtype=jnp.int32)[None],
-                     cache, jnp.int32(0), jnp.asarray(kv_mask))
-  out = []
-  nxt = int(jnp.argmax(logits[0, -1]))
-  for i in range(max_new):
-    if nxt == eos_id:
-      break
-    out.append(nxt)
-    kv_mask[0, t + i] = 1
-    logits, cache = fn(state, jnp.asarray([[nxt]], jnp.int32), jnp.asarray([[t + i]], jnp.int32), cache,
-                       jnp.int32(t + i), jnp.asarray(kv_mask))
-    nxt = int(jnp.argmax(logits[0, -1]))
-  return out
+  """Greedy tokens from the sampler (prefill + one-token steps), up to (not including) EOS."""
+  from simko_jax.sampling import Sampler
+  sampler, state = Sampler.from_model(model)
+  out = sampler.sample(state, np.asarray([prompt_ids], np.int32), np.ones((1, len(prompt_ids)), np.int32),
+                       jax.random.key(0), max_new_tokens=max_new, greedy=True, stop_ids=(eos_id,))
+  ids = np.asarray(out.response_tokens[0])[np.asarray(out.response_mask[0]) == 1].tolist()
+  return ids[:-1] if ids and ids[-1] == eos_id else ids
 
 
 def test_greedy_chat_is_coherent(ours, tok):
-  model, _ = ours
+  model = ours
   prompt = tok.apply_chat_template([{"role": "user", "content": "What is the capital of France?"}])
   text = tok.decode(greedy(model, tok.encode(prompt), 24, tok.eos_id))
   print("SmolLM2 says:", repr(text))

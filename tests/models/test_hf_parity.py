@@ -3,9 +3,11 @@
 import json
 import os
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
 from simko_jax.models import load_pretrained, save_hf
 from tests.models.hf_helpers import left_padded_batch, tiny_hf_model, torch_logits
@@ -15,7 +17,8 @@ from tests.models.hf_helpers import left_padded_batch, tiny_hf_model, torch_logi
 def test_logits_match_transformers(arch, tmp_path):
   hf = tiny_hf_model(arch)
   hf.save_pretrained(tmp_path)
-  model, cfg = load_pretrained(str(tmp_path))
+  model = load_pretrained(str(tmp_path))
+  cfg = model.cfg
   assert cfg.tie_word_embeddings == (arch == "llama3")
   assert cfg.attention_bias == (arch == "qwen2") and cfg.qk_norm == (arch == "qwen3")
   if arch == "llama3":
@@ -36,17 +39,19 @@ def test_export_roundtrip_transformers(arch, tmp_path):
   import transformers
   hf = tiny_hf_model(arch, seed=1)
   hf.save_pretrained(tmp_path / "src")
-  model, cfg = load_pretrained(str(tmp_path / "src"))
+  model = load_pretrained(str(tmp_path / "src"))
+  cfg = model.cfg
   save_hf(model, str(tmp_path / "out"))
   reloaded = transformers.AutoModelForCausalLM.from_pretrained(str(tmp_path / "out")).eval().float()
   assert type(reloaded) is type(hf)
   tokens, mask = left_padded_batch(cfg.vocab_size, seed=3)
   np.testing.assert_array_equal(torch_logits(reloaded, tokens, mask), torch_logits(hf, tokens, mask))
   # ours -> HF -> ours is exact too
-  again, cfg2 = load_pretrained(str(tmp_path / "out"))
+  again = load_pretrained(str(tmp_path / "out"))
+  cfg2 = again.cfg
   assert cfg2 == cfg
-  np.testing.assert_array_equal(np.asarray(again.layers.wq.get_value()),
-                                np.asarray(model.layers.wq.get_value()))
+  jax.tree.map(np.testing.assert_array_equal, nnx.to_pure_dict(nnx.state(again, nnx.Param)),
+               nnx.to_pure_dict(nnx.state(model, nnx.Param)))
 
 
 def test_load_errors(tmp_path):
@@ -77,7 +82,8 @@ def test_sharded_safetensors_index(tmp_path):
   hf = tiny_hf_model("qwen3", seed=2)
   hf.save_pretrained(tmp_path, max_shard_size="100KB")
   assert (tmp_path / "model.safetensors.index.json").exists()
-  model, cfg = load_pretrained(str(tmp_path))
+  model = load_pretrained(str(tmp_path))
+  cfg = model.cfg
   tokens, mask = left_padded_batch(cfg.vocab_size, seed=4)
   ours = np.asarray(model(jnp.asarray(tokens), attention_mask_BxT=jnp.asarray(mask)))
   real = mask.astype(bool)
@@ -87,9 +93,10 @@ def test_sharded_safetensors_index(tmp_path):
 def test_bf16_compute_close_to_fp32(tmp_path):
   hf = tiny_hf_model("llama3", seed=3)
   hf.save_pretrained(tmp_path)
-  m32, _ = load_pretrained(str(tmp_path))
-  m16, cfg16 = load_pretrained(str(tmp_path), dtype=jnp.bfloat16)
-  assert m16.layers.wq.get_value().dtype == jnp.bfloat16
+  m32 = load_pretrained(str(tmp_path))
+  m16 = load_pretrained(str(tmp_path), dtype=jnp.bfloat16)
+  cfg16 = m16.cfg
+  assert m16.layers.w_qkv.get_value().dtype == jnp.bfloat16
   tokens, mask = left_padded_batch(cfg16.vocab_size, seed=5)
   a = np.asarray(m32(jnp.asarray(tokens), attention_mask_BxT=jnp.asarray(mask)))
   b = m16(jnp.asarray(tokens), attention_mask_BxT=jnp.asarray(mask))

@@ -76,7 +76,7 @@ def logits(model):
 def test_hub_id_loads_what_load_pretrained_loads_into_the_configured_cache(server, checkpoints, tmp_path):
   cache = tmp_path / "hub_cache"
   model, tok, source = load_model_and_tokenizer(model_cfg("org/tiny", cache))
-  ref, _ = load_pretrained(str(checkpoints["a"]))
+  ref = load_pretrained(str(checkpoints["a"]))
   np.testing.assert_array_equal(logits(model), logits(ref))
   ref_tok = Tokenizer.load(str(checkpoints["a"]))
   text = "<|im_start|>user\nhi 12+3?<|im_end|>"
@@ -93,8 +93,8 @@ def test_revision_pinning_by_tag_and_commit(server, checkpoints, tmp_path):
   cache = tmp_path / "hub_cache"
   v2, _, _ = load_model_and_tokenizer(model_cfg("org/tiny@v2", cache))
   by_sha, _, _ = load_model_and_tokenizer(model_cfg(f"org/tiny@{server.shas['a']}", cache))
-  np.testing.assert_array_equal(logits(v2), logits(load_pretrained(str(checkpoints["b"]))[0]))
-  np.testing.assert_array_equal(logits(by_sha), logits(load_pretrained(str(checkpoints["a"]))[0]))
+  np.testing.assert_array_equal(logits(v2), logits(load_pretrained(str(checkpoints["b"]))))
+  np.testing.assert_array_equal(logits(by_sha), logits(load_pretrained(str(checkpoints["a"]))))
   assert not np.allclose(logits(v2), logits(by_sha))
   assert (cache / "models--org--tiny" / "refs" / "v2").read_text() == server.shas["b"]
 
@@ -106,7 +106,7 @@ def test_offline_second_load_is_a_cache_hit(server, checkpoints, tmp_path, monke
   served = len(server.requests)
   monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
   model, _, _ = load_model_and_tokenizer(model_cfg("org/tiny", cache))
-  np.testing.assert_array_equal(logits(model), logits(load_pretrained(str(checkpoints["a"]))[0]))
+  np.testing.assert_array_equal(logits(model), logits(load_pretrained(str(checkpoints["a"]))))
   assert hub.download(hub.HubId("org/tiny"), str(cache)) == first and len(server.requests) == served
   with pytest.raises(ModelLoadError) as err:
     hub.download(hub.HubId("org/tiny", "v2"), str(cache))  # never downloaded
@@ -250,5 +250,5 @@ def test_evaluate_loads_a_hub_id(server, checkpoints, monkeypatch, tmp_path):
   monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "default_cache"))
   source = policy_source.locate("org/tiny@v2")
   model, tok = policy_source.load_model(source), policy_source.load_tokenizer_of(source)
-  np.testing.assert_array_equal(logits(model), logits(load_pretrained(str(checkpoints["b"]))[0]))
+  np.testing.assert_array_equal(logits(model), logits(load_pretrained(str(checkpoints["b"]))))
   assert tok.eos_id == 257 and (tmp_path / "default_cache" / "models--org--tiny").is_dir()

@@ -24,7 +24,8 @@ def test_export_to_bucket_and_load_back(gcs, tmp_path, monkeypatch):
   assert storage.listdir(url) == ["config.json", "model.safetensors"]
   local = resolve_checkpoint(url)
   assert local.startswith(str(tmp_path / "cache"))
-  again, cfg = load_pretrained(url)
+  again = load_pretrained(url)
+  cfg = again.cfg
   assert cfg.num_layers == model.cfg.num_layers
   for got, want in zip(jax.tree.leaves(nnx.state(again, nnx.Param)),
                        jax.tree.leaves(nnx.state(model, nnx.Param))):

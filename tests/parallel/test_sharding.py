@@ -48,7 +48,7 @@ def test_sharded_forward_matches_unsharded(shape):
     shard_model(model, mesh)
     emb = model.embed.get_value()
     assert emb.sharding.spec == logical_to_spec(("vocab", "embed"), mesh, shape=emb.shape)
-    assert len(model.layers.w_gate.get_value().sharding.device_set) == 8
+    assert len(model.layers.w_gate_up.get_value().sharding.device_set) == 8
     graphdef, state = nnx.split(model)
     with jax.set_mesh(mesh):
       batch_sh = logical_to_sharding(("batch", "length"), mesh, shape=tokens.shape)
@@ -58,26 +58,36 @@ def test_sharded_forward_matches_unsharded(shape):
 
 
 def test_sharded_load_and_decode(tmp_path):
-  """load_pretrained(mesh=...) places params directly; decode with a sharded cache."""
-  from simko_jax.models import Transformer, cache_shardings, load_pretrained, save_hf, tiny_qwen3
+  """load_pretrained(mesh=...) places params directly (fused q/k/v split by kv head over "tensor");
+  prefill + one-token steps under the mesh give the unsharded model's logits."""
+  from simko_jax.models import Transformer, load_pretrained, save_hf, tiny_qwen3
+  from simko_jax.models.inference import decode_step, prefill, rope_table, unstack_layers
   cfg = tiny_qwen3()
   save_hf(Transformer(cfg, rngs=nnx.Rngs(3)), str(tmp_path))
   mesh = make_mesh(2, 2, 2)
-  model, _ = load_pretrained(str(tmp_path), mesh=mesh)
-  ref_model, _ = load_pretrained(str(tmp_path))
-  assert model.layers.wq.get_value().sharding.spec == P(None, "fsdp", "tensor", None)
-  tokens = jnp.asarray(np.arange(8, dtype=np.int32).reshape(2, 4) + 3)
-  cache = ref_model.init_cache(2, 8)
-  kv = jnp.asarray(np.array([[1] * 4 + [0] * 4] * 2, np.int32))
-  pos = jnp.asarray(np.tile(np.arange(4, dtype=np.int32), (2, 1)))
-  ref, _ = ref_model.decode(tokens, pos, cache, jnp.int32(0), kv)
+  model = load_pretrained(str(tmp_path), mesh=mesh)
+  ref_model = load_pretrained(str(tmp_path))
+  assert model.layers.w_qkv.get_value().sharding.spec == P(None, "fsdp", "tensor", None, None)
+  assert model.layers.wo.get_value().sharding.spec == P(None, "tensor", "fsdp")
+  tokens = jnp.asarray(np.arange(16, dtype=np.int32).reshape(2, 8) + 3)
+  kv = jnp.asarray(np.array([[0, 0] + [1] * 6, [1] * 8], np.int32))
+  pos = jnp.maximum(jnp.cumsum(kv, -1) - 1, 0)
+
+  def run(graphdef, state):
+    m = nnx.merge(graphdef, state)
+    layers, rope = unstack_layers(m), rope_table(cfg, 8)
+    cache = prefill(m, layers, tokens[:, :6], pos[:, :6], kv[:, :6], rope, cache_len=8)
+    logits, cache = decode_step(m, layers, tokens[:, 6], pos[:, 6], cache, jnp.int32(6), kv, rope, first_slot=6)
+    logits7, _ = decode_step(m, layers, tokens[:, 7], pos[:, 7], cache, jnp.int32(7), kv, rope, first_slot=6)
+    return jnp.stack([logits, logits7], axis=1)
+
+  ref = jax.jit(lambda s: run(nnx.split(ref_model)[0], s))(nnx.split(ref_model)[1])
   graphdef, state = nnx.split(model)
   with jax.set_mesh(mesh):
-    cache = jax.device_put(cache, cache_shardings(cache, mesh))
-    out, new_cache = jax.jit(lambda s, *a: nnx.merge(graphdef, s).decode(*a), donate_argnums=(3,))(
-        state, tokens, pos, cache, jnp.int32(0), kv)
+    out = jax.jit(lambda s: run(graphdef, s))(state)
+  full = ref_model(tokens, attention_mask_BxT=kv)[:, 6:]
   np.testing.assert_allclose(np.asarray(out), np.asarray(ref), atol=1e-5, rtol=0)
-  assert new_cache["k"].shape == (cfg.num_layers, 2, 8, cfg.num_kv_heads, cfg.head_dim)
+  np.testing.assert_allclose(np.asarray(ref), np.asarray(full), atol=1e-5, rtol=0)
 
 
 def test_model_shardings_as_jit_out_shardings():
@@ -88,5 +98,6 @@ def test_model_shardings_as_jit_out_shardings():
   mesh = make_mesh(2, 2, 2)
   graphdef, state = nnx.split(model)
   out = jax.jit(lambda s: s, out_shardings=model_shardings(model, mesh))(state)
-  assert out["layers"]["wq"].get_value().sharding.spec == P(None, "fsdp", "tensor", None)
+  assert out["layers"]["w_qkv"].get_value().sharding.spec == P(None, "fsdp", "tensor", None, None)
+  assert out["layers"]["wo"].get_value().sharding.spec == P(None, "tensor", "fsdp")
   assert out["final_norm"].get_value().sharding.spec == P(None)

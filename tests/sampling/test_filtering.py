@@ -81,3 +81,20 @@ def test_large_vocab_paths_match_reference(top_p):
     got = np.append([np.mean(tok == t) for t in order[:10]], 0)
     got[-1] = 1 - got[:-1].sum()
     np.testing.assert_allclose(got, want, atol=0.03)
+
+
+@pytest.mark.parametrize("v,top_k,top_p", [(V, 0, 1.0), (1000, 0, 1.0), (1000, 5, 1.0), (1000, 0, 0.9)])
+def test_per_row_keys_draw_each_row_on_its_own(v, top_k, top_p):
+  """[B] keys: row r's token depends on key[r] and its logits only, not on the batch around it (the
+  sampler's rows keep their response whatever batch slot they decode in)."""
+  logits = np.random.default_rng(3).normal(size=(6, v)).astype(np.float32) * 3.0
+  keys = jax.random.split(jax.random.key(5), 6)
+  draw = jax.jit(lambda l, k: sample_next(l, k, 1.0, top_p, top_k=top_k))
+  tok, lp = draw(jnp.asarray(logits), keys)
+  for r in range(6):
+    alone = draw(jnp.asarray(logits[r:r + 1]), keys[r:r + 1])
+    assert int(alone[0][0]) == int(tok[r])
+    np.testing.assert_allclose(float(alone[1][0]), float(lp[r]), atol=1e-6)
+  flipped = draw(jnp.asarray(logits[::-1]), keys[::-1])  # rows in other slots
+  np.testing.assert_array_equal(np.asarray(flipped[0])[::-1], np.asarray(tok))
+  assert len(set(np.asarray(tok).tolist())) > 1

@@ -42,7 +42,7 @@ def test_greedy_equals_stepwise_argmax_of_full_forward(make_cfg):
 
 
 def test_greedy_and_logprobs_across_key_blocks(llama):
-  """A 192-slot cache holds keys in three 64-slot blocks (`decode.key_block`); decoding from slot 63 to
+  """A 192-slot cache holds keys in three 64-slot blocks (`kv_cache.key_block`); decoding from slot 63 to
   132 writes into all three and attends across them."""
   model, _, state, fwd = llama
   sampler = Sampler(nnx.split(model)[0], prompt_bucket=64, gen_bucket=64)
@@ -64,7 +64,7 @@ def test_greedy_and_logprobs_across_key_blocks(llama):
 
 def test_long_prompt_blocks_are_kept_while_decoding_past_them(llama):
   """Prompts bucketed to 128 slots: decoding starts at slot 127, so the first 64-slot key/value block
-  holds only prompt keys and is never written again (`decode._write_slot` skips it); greedy tokens and
+  holds only prompt keys and is never written again (`kv_cache.write_slot` skips it); greedy tokens and
   log-probs must still match the full forward, which reads those prompt keys."""
   model, _, state, fwd = llama
   sampler = Sampler(nnx.split(model)[0], prompt_bucket=128, gen_bucket=64)
@@ -108,12 +108,13 @@ def test_logprob_gap_bf16():
   gap = np.abs(np.asarray(out.logprobs) - ref)
   print(f"\nbf16 sampler-vs-trainer logprob gap: max {gap.max():.3e} mean {gap.mean():.3e} "
         f"(mean sampled logprob {np.asarray(out.logprobs).mean():.2f})")
-  # Measured: CPU max 0.173 / mean 0.023 (0.149 / 0.037 before the float32-accumulating bf16 dots and
-  # the float32-stored cache on CPU); H200 (cuBLAS bf16, other accumulation order) max 0.563 /
-  # mean 0.050. The mean bounds the systematic mismatch everywhere; the max is pinned on CPU only.
+  # Measured: CPU mean 0.018-0.026 over keys 0-5, max 0.13-0.52 (the max is one token's tail: it moves
+  # with the drawn tokens, 0.42 for key 2 before per-row keys too); H200 (cuBLAS bf16, other
+  # accumulation order) max 0.563 / mean 0.050. The mean bounds the systematic mismatch everywhere; the
+  # max is bounded loosely on CPU only.
   assert gap.mean() < 0.1
   if jax.default_backend() == "cpu":
-    assert gap.max() < 0.25
+    assert gap.max() < 0.75
 
 
 def test_seeded_reproducible_and_group_samples_differ(llama):
@@ -186,10 +187,10 @@ def test_rejects_right_padding(llama):
 
 
 def test_blocks_computed_and_masked_equal_blocks_skipped(llama, monkeypatch):
-  """The GPU decode layout (`decode.skip_blocks_with_cond` False: the cache is one block, computed and
+  """The GPU decode layout (`kv_cache.skip_blocks_with_cond` False: the cache is one block, computed and
   masked whole), and three blocks computed and masked, give the tokens and log-probs of the CPU layout
   (three 64-slot blocks, the ones past the current slot skipped by a `lax.cond`)."""
-  from simko_jax.sampling import decode
+  from simko_jax.models import kv_cache
   model, _, state, _ = llama
   prompt, pmask = left_padded(model.cfg.vocab_size, LENGTHS, P, seed=6)
   blocks_per_run = []  # key blocks per layer under each run's setting
@@ -197,16 +198,58 @@ def test_blocks_computed_and_masked_equal_blocks_skipped(llama, monkeypatch):
   def run():
     sampler = Sampler(nnx.split(model)[0], prompt_bucket=64, gen_bucket=64)  # S = 192
     out = sampler.sample(state, prompt, pmask, jax.random.key(2), n=2, max_new_tokens=40, stop_ids=())
-    blocks_per_run.append(192 // decode.key_block(192))
+    blocks_per_run.append(192 // kv_cache.key_block(192))
     return out
 
-  monkeypatch.setattr(decode, "skip_blocks_with_cond", lambda: True)
+  monkeypatch.setattr(kv_cache, "skip_blocks_with_cond", lambda: True)
   skipped = run()
-  monkeypatch.setattr(decode, "skip_blocks_with_cond", lambda: False)
+  monkeypatch.setattr(kv_cache, "skip_blocks_with_cond", lambda: False)
   one_block = run()
-  monkeypatch.setattr(decode, "max_key_blocks", lambda: decode.MAX_KEY_BLOCKS)
+  monkeypatch.setattr(kv_cache, "max_key_blocks", lambda: kv_cache.MAX_KEY_BLOCKS)
   masked = run()
   assert blocks_per_run == [3, 1, 3]
   for out in (one_block, masked):
     np.testing.assert_array_equal(np.asarray(out.tokens), np.asarray(skipped.tokens))
     np.testing.assert_allclose(np.asarray(out.logprobs), np.asarray(skipped.logprobs), atol=1e-5, rtol=0)
+
+
+def test_response_depends_on_its_pair_not_its_row(llama):
+  """Row keys are fold_in(fold_in(fold_in(key, prompt), sample), token): sample j of prompt b is the
+  same response at row 2b + j (n = 2) and at row 4b + j (n = 4), and its first token is the documented
+  draw from the full forward's logits."""
+  model, sampler, state, fwd = llama
+  prompt, pmask = left_padded(model.cfg.vocab_size, LENGTHS, P, seed=7)
+  key = jax.random.key(11)
+  two = sampler.sample(state, prompt, pmask, key, n=2, max_new_tokens=12, stop_ids=())
+  four = sampler.sample(state, prompt, pmask, key, n=4, max_new_tokens=12, stop_ids=())
+  np.testing.assert_array_equal(np.asarray(four.tokens).reshape(3, 4, -1)[:, :2],
+                                np.asarray(two.tokens).reshape(3, 2, -1))
+  np.testing.assert_allclose(np.asarray(four.logprobs).reshape(3, 4, -1)[:, :2],
+                             np.asarray(two.logprobs).reshape(3, 2, -1), atol=1e-5, rtol=0)
+  logits_PxV = fwd(prompt, pmask)[:, -1]  # V = 256 <= 2 * CHUNK: one jax.random.categorical per row
+  for b in range(3):
+    for j in range(4):
+      k = jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(key, b), j), 0)
+      assert int(four.response_tokens[4 * b + j, 0]) == int(jax.random.categorical(k, logits_PxV[b]))
+
+
+def test_max_new_per_sample_cuts_each_row_at_its_budget(llama):
+  model, sampler, state, _ = llama
+  prompt, pmask = left_padded(model.cfg.vocab_size, LENGTHS, P, seed=8)
+  kw = dict(n=2, max_new_tokens=14, stop_ids=())
+  free = sampler.sample(state, prompt, pmask, jax.random.key(2), **kw)
+  budget = np.array([[3, 9], [1, 5], [7, 2]])
+  compiled = sampler.num_compilations
+  out = sampler.sample(state, prompt, pmask, jax.random.key(2), max_new_per_sample=budget, **kw)
+  assert sampler.num_compilations == compiled  # a traced value: same program as without budgets
+  lengths = budget.reshape(-1)
+  np.testing.assert_array_equal(np.asarray(out.response_lengths), lengths)
+  rmask = np.arange(14)[None] < lengths[:, None]
+  np.testing.assert_array_equal(np.asarray(out.response_mask), rmask)
+  np.testing.assert_array_equal(np.asarray(out.response_tokens)[rmask], np.asarray(free.response_tokens)[rmask])
+  assert (np.asarray(out.response_tokens)[~rmask] == sampler.pad_id).all()
+  assert (np.asarray(out.logprobs)[~rmask] == 0).all()
+  assert (np.asarray(out.finish_reason) == FINISH_LENGTH).all() and int(out.num_steps) == 9
+  for bad in (np.zeros((3, 2), int), np.full((3, 2), 15), np.ones((3, 1), int), budget * 1.0):
+    with pytest.raises(ValueError, match="max_new_per_sample"):
+      sampler.sample(state, prompt, pmask, jax.random.key(2), max_new_per_sample=bad, **kw)

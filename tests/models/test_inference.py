@@ -1,16 +1,49 @@
-"""`sampling.decode` helpers the sampler tests reach only indirectly: the RoPE table, key blocks, the
-cache's storage dtype and the LM-head copy."""
+"""`models.inference` (prefill + one-token steps == the full forward) and what the sampler tests reach only
+indirectly: the RoPE table, key blocks, the cache's storage dtype and the LM-head copy."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from simko_jax.models import tiny_llama3
+from simko_jax.models import kv_cache, tiny_llama3, tiny_qwen2, tiny_qwen3
+from simko_jax.models.inference import decode_step, lm_head_weight, prefill, rope_table, unstack_layers
+from simko_jax.models.kv_cache import key_block, storage_dtype
 from simko_jax.models.rope import inv_frequencies, rope_cos_sin
-from simko_jax.sampling.decode import (key_block, lm_head_weight, prefill, rope_table, split_layer_params,
-                                       storage_dtype)
-from tests.sampling.helpers import left_padded, make_model
+from tests.sampling.helpers import full_forward_fn, left_padded, make_model
+
+
+@pytest.mark.parametrize("make_cfg", [tiny_llama3, tiny_qwen2, tiny_qwen3])
+def test_prefill_and_steps_match_forward(make_cfg):
+  """Prefill 5 prompt columns, then feed the last prompt token and 4 new ones one at a time: every
+  step's logits equal the full forward's at that position (left-padded rows, a 2-block cache whose
+  second block is skipped)."""
+  model = make_model(make_cfg(), seed=1)
+  cfg = model.cfg
+  prompt, pmask = left_padded(cfg.vocab_size, (6, 4, 2), 6, seed=1)
+  new = np.random.default_rng(2).integers(3, cfg.vocab_size, (3, 4)).astype(np.int32)
+  tokens = np.concatenate([prompt, new], axis=1)
+  mask = np.concatenate([pmask, np.ones_like(new)], axis=1)
+  ref = full_forward_fn(model)(tokens, mask)
+  s = 128
+  assert s // key_block(s) == 2
+  positions = np.maximum(np.cumsum(mask, -1) - 1, 0)
+  kv_mask = np.zeros((3, s), np.int32)
+  kv_mask[:, :tokens.shape[1]] = mask
+
+  @jax.jit
+  def run(tokens, positions, kv_mask):
+    layers, rope = unstack_layers(model), rope_table(cfg, s)
+    cache = prefill(model, layers, tokens[:, :5], positions[:, :5], kv_mask[:, :5], rope, cache_len=s)
+    logits = []
+    for i in range(5, tokens.shape[1]):
+      step_logits, cache = decode_step(model, layers, tokens[:, i], positions[:, i], cache, jnp.int32(i),
+                                       kv_mask, rope, first_slot=5)
+      logits.append(step_logits)
+    return jnp.stack(logits, axis=1)
+
+  got = np.asarray(run(tokens, positions, kv_mask))
+  np.testing.assert_allclose(got, ref[:, 5:], atol=1e-5, rtol=0)
 
 
 def test_rope_table_rows_equal_per_position_cos_sin():
@@ -39,7 +72,7 @@ def test_bfloat16_cache_holds_bfloat16_values_in_float32_on_cpu():
   assert storage_dtype(jnp.float32) == jnp.float32
   tokens, mask = left_padded(model.cfg.vocab_size, (6, 3), 6, seed=1)
   positions = np.maximum(np.cumsum(mask, -1) - 1, 0)
-  cache = jax.jit(lambda t, p, m: prefill(model, split_layer_params(model), t, p, m, rope_table(model.cfg, 64),
+  cache = jax.jit(lambda t, p, m: prefill(model, unstack_layers(model), t, p, m, rope_table(model.cfg, 64),
                                           cache_len=64))(tokens, positions, mask)
   for block in jax.tree.leaves(cache):
     assert block.dtype == storage_dtype(jnp.bfloat16)
@@ -58,8 +91,7 @@ def test_lm_head_weight_is_the_unembedding(tied):
 
 def test_one_key_block_where_blocks_are_not_skipped(monkeypatch):
   """GPU (`skip_blocks_with_cond` False): every block would be computed anyway, so the cache is one block."""
-  from simko_jax.sampling import decode
-  monkeypatch.setattr(decode, "skip_blocks_with_cond", lambda: False)
+  monkeypatch.setattr(kv_cache, "skip_blocks_with_cond", lambda: False)
   assert [key_block(s) for s in (32, 192, 4096)] == [32, 192, 4096]
-  monkeypatch.setattr(decode, "skip_blocks_with_cond", lambda: True)
+  monkeypatch.setattr(kv_cache, "skip_blocks_with_cond", lambda: True)
   assert [key_block(s) for s in (32, 192, 4096)] == [32, 64, 128]

@@ -1,0 +1,83 @@
+"""The decoder block: one pure function used by training, prefill and one-token decoding.
+
+  x_BxTxD, state = block(cfg, x_BxTxD, p, (cos_BxTxDh, sin_BxTxDh), attend)
+
+`p` is one layer's params in the stored layout (`models.layout`), already in cfg.dtype. `attend(q, k, v)`
+is the attention strategy, given q [B, T, H, Dh] and this layer's new keys / values k, v [B, T, K, Dh]
+(RoPE applied); it returns (attention output [B, T, H*Dh] in q's dtype, a state the caller keeps):
+  * `full_attention(mask_BxTxS, impl)`: attention over the T new tokens (training, prefill); state (k, v).
+  * `models.kv_cache.cache_attention(...)`: one new token against a layer's KV cache (decoding); state the
+    layer's updated cache blocks.
+Training scans `block` over the stacked layers (`Transformer`); prefill and decoding unroll it over
+per-layer slices (`models.inference`). Family differences (norm flavour, activation, soft-caps, extra
+norms) belong here, behind `ModelConfig` flags, so every path gets them at once.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+
+from simko_jax.models.attention import gqa_attention
+from simko_jax.models.config import ModelConfig
+from simko_jax.models.layers import dense, rms_norm
+from simko_jax.models.rope import apply_rope
+from simko_jax.parallel import constrain
+
+ACT_AXES = ("batch", "length", "embed")
+Attend = Callable[[jax.Array, jax.Array, jax.Array], tuple[jax.Array, Any]]
+
+
+def cast_params(cfg: ModelConfig, p: dict[str, jax.Array]) -> dict[str, jax.Array]:
+  """One layer's (or all layers') params in the compute dtype cfg.dtype."""
+  return jax.tree.map(lambda a: a.astype(cfg.dtype), p)
+
+
+def qkv(cfg: ModelConfig, p, x_BxTxD, cos_sin) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """Pre-norm q [B, T, H, Dh], k and v [B, T, K, Dh] of one layer (one fused matmul), RoPE on q and k."""
+  b, t, _ = x_BxTxD.shape
+  n_q = cfg.num_heads // cfg.num_kv_heads
+  cos, sin = cos_sin
+  x = rms_norm(x_BxTxD, p["attn_norm"], cfg.rms_norm_eps)
+  qkv_BxTxKxQ2xDh = dense("btd,dkjh->btkjh", x, p["w_qkv"])
+  if cfg.attention_bias:
+    qkv_BxTxKxQ2xDh = qkv_BxTxKxQ2xDh + p["b_qkv"]
+  q = qkv_BxTxKxQ2xDh[:, :, :, :n_q].reshape(b, t, cfg.num_heads, cfg.head_dim)  # head h: kv head h // Q
+  k, v = qkv_BxTxKxQ2xDh[:, :, :, n_q], qkv_BxTxKxQ2xDh[:, :, :, n_q + 1]
+  if cfg.qk_norm:
+    q = rms_norm(q, p["q_norm"], cfg.rms_norm_eps)
+    k = rms_norm(k, p["k_norm"], cfg.rms_norm_eps)
+  q = constrain(apply_rope(q, cos, sin), ("batch", "length", "heads", "head_dim"))
+  return q, apply_rope(k, cos, sin), v
+
+
+def mlp(cfg: ModelConfig, p, x_BxTxD) -> jax.Array:
+  """SwiGLU down(silu(x @ gate) * (x @ up)) of the pre-normed x, in x's dtype (one fused gate/up matmul)."""
+  x = rms_norm(x_BxTxD, p["mlp_norm"], cfg.rms_norm_eps)
+  gate_up_BxTx2xF = dense("btd,dcf->btcf", x, p["w_gate_up"])
+  act = jax.nn.silu(gate_up_BxTx2xF[:, :, 0]) * gate_up_BxTx2xF[:, :, 1]
+  return dense("btf,fd->btd", act, p["w_down"])
+
+
+def block(cfg: ModelConfig, x_BxTxD: jax.Array, p: dict[str, jax.Array], cos_sin: tuple[jax.Array, jax.Array],
+          attend: Attend) -> tuple[jax.Array, Any]:
+  """One pre-norm decoder layer: x + attn(norm(x)), then + mlp(norm(x)). Returns (x [B, T, D] in x's
+  dtype, the state `attend` returned). cos_sin: RoPE cos, sin [B, T, Dh] (float32) of the T tokens."""
+  q, k, v = qkv(cfg, p, x_BxTxD, cos_sin)
+  attn_BxTxHDh, state = attend(q, k, v)
+  x = x_BxTxD + dense("btf,fd->btd", attn_BxTxHDh, p["wo"]).astype(x_BxTxD.dtype)
+  x = constrain(x, ACT_AXES)
+  x = x + mlp(cfg, p, x).astype(x.dtype)
+  return constrain(x, ACT_AXES), state
+
+
+def full_attention(mask_BxTxS: jax.Array, impl: str = "xla") -> Attend:
+  """The attention strategy of the full forward: the T queries attend to the T new keys under
+  `mask_BxTxS` (`models.attention.attention_mask`: causal + padding). State: the layer's (k, v)."""
+
+  def attend(q_BxTxHxDh, k_BxTxKxDh, v_BxTxKxDh):
+    out = gqa_attention(q_BxTxHxDh, k_BxTxKxDh, v_BxTxKxDh, mask_BxTxS, impl)
+    return out.reshape(*out.shape[:2], -1), (k_BxTxKxDh, v_BxTxKxDh)
+
+  return attend
