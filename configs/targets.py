@@ -40,8 +40,12 @@ def apply_target(c, target: str):
 
 def get_config(arg: str | None = None):
   """Any paper model on any target from the command line: `--config configs/targets.py:<model>,<target>`
-  with <model> in {qwen25_math7b, llama32_3b} and <target> a key of TARGETS (default: the first)."""
+  with <model> in {qwen25_math7b, llama32_3b, gemma3_1b} and <target> a key of TARGETS (default: the first)."""
   import importlib
   model, target = (arg or "qwen25_math7b,h100x8").split(",")
-  base = {"qwen25_math7b": "paper_qwen25_math7b_simko", "llama32_3b": "paper_llama32_3b_simko"}[model]
-  return apply_target(importlib.import_module(f"configs.{base}").get_config(), target)
+  base = {"qwen25_math7b": "paper_qwen25_math7b_simko", "llama32_3b": "paper_llama32_3b_simko",
+          "gemma3_1b": "paper_gemma3_1b_simko"}[model]
+  c = apply_target(importlib.import_module(f"configs.{base}").get_config(), target)
+  if model == "gemma3_1b":
+    c.model.attention_impl = "xla"  # see configs/paper_gemma3_1b_simko.py
+  return c

@@ -38,6 +38,7 @@ from jax.sharding import PartitionSpec as P
 
 from simko_jax.hparams import NUM_RANK_PROBS, LossHParams
 from simko_jax.losses.token_stats import TokenStats, token_stats_from_logits
+from simko_jax.models.layers import soft_cap
 from simko_jax.parallel import logical_to_spec
 
 
@@ -112,6 +113,7 @@ def token_stats_from_hidden(
     temperature: float = LossHParams.temperature,
     chunk_size: int = LossHParams.chunk_size,
     entropy_grad: bool = False,
+    logit_softcap: float | None = None,
 ) -> TokenStats:
   """`token_stats_from_logits(hidden @ unembedding, ...)` computed chunk by chunk.
 
@@ -122,6 +124,8 @@ def token_stats_from_hidden(
       is summed over the chunks in float32).
     targets: [...] int token ids, same leading shape as `hidden`.
     num_candidates, temperature, entropy_grad: as in `token_stats_from_logits`.
+    logit_softcap: the model's final-logit soft-cap (Gemma 2's final_logit_softcapping; None: off),
+      applied to each chunk's logits before temperature, as the model applies it.
     chunk_size: about this many tokens per chunk, all of one device's rows together (static; see
       `chunk_layout`). Padding tokens added to fill the last chunk are dropped.
 
@@ -135,7 +139,7 @@ def token_stats_from_hidden(
   h_BxTxD = hidden.reshape(rows, lead_shape[-1], d_model)
   y_BxT = targets.reshape(rows, lead_shape[-1]).astype(jnp.int32)
   stats_fn = functools.partial(_chunked_stats, chunk_size=chunk_size, num_candidates=num_candidates,
-                               temperature=temperature, entropy_grad=entropy_grad)
+                               temperature=temperature, entropy_grad=entropy_grad, logit_softcap=logit_softcap)
   row_axes = _row_mesh_axes(rows)
   if row_axes:
     # Per device: its own rows, the whole unembedding (gathered once), dW summed over chunks locally
@@ -161,7 +165,8 @@ def _row_mesh_axes(rows: int) -> tuple[str, ...]:
   return () if axes is None else ((axes,) if isinstance(axes, str) else tuple(axes))
 
 
-def _chunked_stats(h_BxTxD, w_DxV, y_BxT, *, chunk_size, num_candidates, temperature, entropy_grad):
+def _chunked_stats(h_BxTxD, w_DxV, y_BxT, *, chunk_size, num_candidates, temperature, entropy_grad,
+                   logit_softcap=None):
   """TokenStats [B, T, ...] of (h @ w) in chunks of about `chunk_size` tokens (see `to_chunks`)."""
   rows, length, d_model = h_BxTxD.shape
   layout = chunk_layout(rows, length, chunk_size)
@@ -169,7 +174,7 @@ def _chunked_stats(h_BxTxD, w_DxV, y_BxT, *, chunk_size, num_candidates, tempera
   @functools.partial(jax.checkpoint, prevent_cse=False)
   def one_chunk(h_BxTcxD, y_BxTc):
     b, tc = y_BxTc.shape
-    logits = lm_head_logits(h_BxTcxD.reshape(b * tc, d_model), w_DxV)
+    logits = soft_cap(lm_head_logits(h_BxTcxD.reshape(b * tc, d_model), w_DxV), logit_softcap)
     stats = token_stats_from_logits(
         logits, y_BxTc.reshape(b * tc), num_candidates=num_candidates, temperature=temperature,
         entropy_grad=entropy_grad)

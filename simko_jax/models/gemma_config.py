@@ -1,6 +1,6 @@
 """`gemma_options(hf)`: the options of a Gemma 2 / Gemma 3 (text) HF `config.json`, checked and normalised.
 
-Groundwork for the Gemma family in the one decoder (issue 27); the model math is not here. Reads
+The Gemma family in the one decoder (issue 27): config reading and writing; the math is in `models.block`. Reads
 model_type "gemma2", "gemma3_text" (Gemma3ForCausalLM, e.g. gemma-3-1b) and "gemma3" (the multimodal
 Gemma3ForConditionalGeneration: only its `text_config` is read). Both config layouts are accepted:
 transformers 4 (`rope_theta`, `rope_local_base_freq`, `rope_scaling`, `sliding_window_pattern`) and
@@ -25,6 +25,10 @@ before and after attention and the MLP; those are not options.
 
 An option we do not implement raises `ValueError` with one line naming the field (`loading` adds the
 config.json path): bidirectional attention, attention biases, another activation, another RoPE type.
+
+`model_config_kwargs(opts)` turns the options into `ModelConfig` fields (`ModelConfig.from_hf_config`
+calls it for every Gemma config.json); `gemma_hf_config(cfg)` writes the transformers-5 config.json of
+an export.
 """
 
 from __future__ import annotations
@@ -157,3 +161,66 @@ def _cap(text: dict[str, Any], field: str) -> float | None:
   if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
     raise _unsupported(field, value, "a positive number, or null for no capping")
   return float(value)
+
+
+_ARCHITECTURE = {"gemma2": "Gemma2ForCausalLM", "gemma3_text": "Gemma3ForCausalLM"}
+
+
+def model_config_kwargs(opts: dict[str, Any]) -> dict[str, Any]:
+  """`ModelConfig` keyword arguments of `gemma_options(hf)`.
+
+  Gemma 3's config may carry `attn_logit_softcapping`, but transformers' Gemma3Attention never applies
+  it (Google's Gemma 3 configs set it to None): it is dropped for Gemma 3, as transformers does."""
+  gemma2 = opts["model_type"] == "gemma2"
+  theta, scaling = opts["rope_theta"], opts["rope_scaling"]
+  return dict(
+      vocab_size=opts["vocab_size"], hidden_size=opts["hidden_size"], num_layers=opts["num_hidden_layers"],
+      num_heads=opts["num_attention_heads"], num_kv_heads=opts["num_key_value_heads"],
+      head_dim=opts["head_dim"], intermediate_size=opts["intermediate_size"], rms_norm_eps=opts["rms_norm_eps"],
+      rope_theta=theta["full_attention"], rope_scaling=scaling["full_attention"],
+      rope_local_theta=None if gemma2 else theta["sliding_attention"],
+      rope_local_scaling=None if gemma2 else scaling["sliding_attention"],
+      tie_word_embeddings=opts["tie_word_embeddings"], qk_norm=opts["qk_norm"],
+      max_position_embeddings=opts["max_position_embeddings"], bos_token_id=opts["bos_token_id"],
+      eos_token_id=opts["eos_token_id"], pad_token_id=opts["pad_token_id"],
+      architecture=_ARCHITECTURE[opts["model_type"]], norm_offset=1.0, post_norms=True,
+      hidden_act="gelu_pytorch_tanh", scale_embeddings=True, query_pre_attn_scalar=opts["query_pre_attn_scalar"],
+      attn_logit_softcapping=opts["attn_logit_softcapping"] if gemma2 else None,
+      final_logit_softcapping=opts["final_logit_softcapping"], sliding_window=opts["sliding_window"],
+      layer_types=tuple(opts["layer_types"]))
+
+
+def _rope_parameters(theta: float, scaling: dict[str, Any] | None) -> dict[str, Any]:
+  if scaling is None:
+    return {"rope_type": "default", "rope_theta": theta}
+  return {"rope_type": "linear", "factor": scaling["factor"], "rope_theta": theta}
+
+
+def _int_if_whole(x: float) -> int | float:
+  """transformers' Gemma configs type query_pre_attn_scalar as int (strict: 32.0 is refused)."""
+  return int(x) if float(x).is_integer() else x
+
+
+def gemma_hf_config(cfg) -> dict[str, Any]:
+  """The transformers-5 `config.json` dict of a Gemma `ModelConfig` (export); `gemma_options` reads it
+  back to the same config."""
+  gemma2 = cfg.architecture == "Gemma2ForCausalLM"
+  hf = {
+      "architectures": [cfg.architecture], "model_type": "gemma2" if gemma2 else "gemma3_text",
+      "vocab_size": cfg.vocab_size, "hidden_size": cfg.hidden_size, "num_hidden_layers": cfg.num_layers,
+      "num_attention_heads": cfg.num_heads, "num_key_value_heads": cfg.num_kv_heads, "head_dim": cfg.head_dim,
+      "intermediate_size": cfg.intermediate_size, "rms_norm_eps": cfg.rms_norm_eps,
+      "hidden_activation": "gelu_pytorch_tanh", "max_position_embeddings": cfg.max_position_embeddings,
+      "query_pre_attn_scalar": _int_if_whole(cfg.query_pre_attn_scalar), "attn_logit_softcapping": cfg.attn_logit_softcapping,
+      "final_logit_softcapping": cfg.final_logit_softcapping, "sliding_window": cfg.sliding_window,
+      "layer_types": list(cfg.layer_types), "tie_word_embeddings": cfg.tie_word_embeddings,
+      "bos_token_id": cfg.bos_token_id, "eos_token_id": cfg.eos_token_id, "pad_token_id": cfg.pad_token_id,
+      "attention_bias": False, "attention_dropout": 0.0, "torch_dtype": "float32",
+  }
+  if gemma2:
+    hf.update(rope_theta=cfg.rope_theta, rope_parameters=_rope_parameters(cfg.rope_theta, cfg.rope_scaling))
+  else:
+    hf["rope_parameters"] = {
+        "sliding_attention": _rope_parameters(cfg.rope_local_theta, cfg.rope_local_scaling),
+        "full_attention": _rope_parameters(cfg.rope_theta, cfg.rope_scaling)}
+  return hf

@@ -1,4 +1,4 @@
-"""HF safetensors checkpoints <-> `Transformer` params (Llama / Qwen2 / Qwen3 naming).
+"""HF safetensors checkpoints <-> `Transformer` params (Llama / Qwen2 / Qwen3 / Gemma 2 / Gemma 3 naming).
 
 Import streams one tensor at a time with `safetensors.safe_open` (memory-mapped) into the target
 sharding via `simko_jax.models.loading.assemble_params`. Export writes `model.safetensors` +
@@ -11,6 +11,11 @@ and `layout.unfuse` splits again at export. Layout conversions (HF Linear weight
                                                       w_gate/w_up [D, F], w_down [F, D], lm_head [D, V])
   vector : ours = hf                                 (norms, biases)
   embed  : ours [V, D] = hf                          (embed_tokens)
+Gemma (`cfg.post_norms`) has four norms per layer, two of them under other names (`HF_GEMMA_NORM_NAMES`).
+Gemma norm weights are stored as HF stores them (w of the (1 + w) scale). The text model's tensors sit
+under "model." (CausalLM checkpoints) or, in the multimodal Gemma3ForConditionalGeneration, under
+"model.language_model." (transformers 5) / "language_model.model." (transformers 4): the import finds
+which (`text_prefix`); its vision tower is not read. Export always writes "model.".
 """
 
 from __future__ import annotations
@@ -41,6 +46,14 @@ HF_LAYER_NAMES: dict[str, tuple[str, str]] = {
     "w_up": ("mlp.up_proj.weight", "linear"),
     "w_down": ("mlp.down_proj.weight", "linear"),
 }
+# Gemma's names where they differ: its post_attention_layernorm normalises the attention *output*, and
+# the MLP's input norm is pre_feedforward_layernorm.
+HF_GEMMA_NORM_NAMES: dict[str, tuple[str, str]] = {
+    "post_attn_norm": ("post_attention_layernorm.weight", "vector"),
+    "mlp_norm": ("pre_feedforward_layernorm.weight", "vector"),
+    "post_mlp_norm": ("post_feedforward_layernorm.weight", "vector"),
+}
+TEXT_PREFIXES = ("model.", "model.language_model.", "language_model.model.")
 # our top-level param name -> (HF name, kind)
 HF_GLOBAL_NAMES: dict[str, tuple[str, str]] = {
     "embed": ("model.embed_tokens.weight", "embed"),
@@ -64,11 +77,22 @@ def to_hf(kind: str, arr: np.ndarray) -> np.ndarray:
   return np.ascontiguousarray(arr.T if kind == "linear" else arr)
 
 
-def hf_tensor_name(param: str, layer: int | None) -> tuple[str, str]:
+def hf_tensor_name(param: str, layer: int | None, post_norms: bool = False,
+                   prefix: str = "model.") -> tuple[str, str]:
+  """(HF name, kind) of a global param (layer None) or a layer's source tensor. post_norms: Gemma's
+  names (`cfg.post_norms`); prefix: where the text model's tensors sit (`TEXT_PREFIXES`)."""
   if layer is None:
-    return HF_GLOBAL_NAMES[param]
-  suffix, kind = HF_LAYER_NAMES[param]
-  return f"model.layers.{layer}.{suffix}", kind
+    name, kind = HF_GLOBAL_NAMES[param]
+    return (prefix + name[len("model."):] if name.startswith("model.") else name), kind
+  names = {**HF_LAYER_NAMES, **HF_GEMMA_NORM_NAMES} if post_norms else HF_LAYER_NAMES
+  suffix, kind = names[param]
+  return f"{prefix}layers.{layer}.{suffix}", kind
+
+
+def text_prefix(names) -> str:
+  """The first of `TEXT_PREFIXES` under which `names` (a container of tensor names) holds the embedding;
+  "model." when none does (the missing tensor is then reported by name)."""
+  return next((p for p in TEXT_PREFIXES if f"{p}embed_tokens.weight" in names), "model.")
 
 
 # ---------------------------------------------------------------------------------------- reading
@@ -91,7 +115,10 @@ def read_hf_config(path: str) -> dict[str, Any]:
   except (ValueError, UnicodeDecodeError) as err:  # JSONDecodeError is a ValueError
     raise ModelLoadError(f"{cfg_path} is not valid JSON ({one_line(err, 120)}): the file is damaged; "
                          f"{REFETCH}") from err
-  missing = [k for k in REQUIRED_HF_KEYS if not isinstance(hf, dict) or k not in hf]
+  # The multimodal Gemma 3's shapes sit in text_config, where transformers' defaults fill the gaps
+  # (`gemma_config.gemma_options`).
+  required = () if isinstance(hf, dict) and hf.get("model_type") == "gemma3" else REQUIRED_HF_KEYS
+  missing = [k for k in required if not isinstance(hf, dict) or k not in hf]
   if missing:
     raise ModelLoadError(f"{cfg_path} is incomplete: it lacks {', '.join(missing)}; {REFETCH}")
   return hf
@@ -155,9 +182,10 @@ def open_safetensors(fpath: str):
 def hf_tensor_getter(path: str, cfg: ModelConfig) -> Callable[[str, int | None, tuple[int, ...]], np.ndarray]:
   """`get(param, layer, our_shape) -> np.ndarray` in our layout, with shape checks naming the tensor."""
   reader = SafetensorsReader(path)
+  prefix = text_prefix(reader)
 
   def get(param: str, layer: int | None, shape: tuple[int, ...]) -> np.ndarray:
-    name, kind = hf_tensor_name(param, layer)
+    name, kind = hf_tensor_name(param, layer, cfg.post_norms, prefix)
     if param == "lm_head" and name not in reader:
       raise ModelLoadError(f"config.json says the LM head is untied but tensor {name!r} is missing "
                            f"from {path!r}; {REFETCH}")
@@ -196,7 +224,7 @@ def hf_tensors(model: Any, dtype: Any = None) -> Iterator[tuple[str, np.ndarray]
     stacked = host(getattr(model.layers, param).get_value())
     for i in range(cfg.num_layers):
       for source, arr in unfuse(cfg, param, stacked[i]).items():
-        name, kind = hf_tensor_name(source, i)
+        name, kind = hf_tensor_name(source, i, cfg.post_norms)
         yield name, to_hf(kind, arr)
     del stacked
 

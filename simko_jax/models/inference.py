@@ -38,7 +38,10 @@ B=32, S=192, float32, 2 CPU cores (`benchmarks/sampling.py`; decode-step times f
     "kv_heads" sharding splits whole groups) and gate/up one [D, 2, F] matmul; the output projection is
     a flat [H*Dh, D] matrix, which stops XLA:CPU from transposing the [H, Dh, D] weight on every step to
     match the attention output's layout (5 ms/step).
-  * RoPE's cos/sin come from a [S, Dh] table built once per call, gathered by position: computed inside
+  * layers of different kinds (Gemma's sliding-window / global layers, `cfg.layer_kinds()`) are unrolled
+    like the rest, each given its kind's mask and RoPE rows (static per layer: no indexing, no branch).
+  * RoPE's cos/sin come from a [N, S, Dh] table (N RoPE variants, one per layer kind) built once per
+    call, gathered by position: computed inside
     the step, XLA fused them into every layer's RoPE and evaluated sin/cos per head and layer (2.9 ms
     per step in an XLA profile; 0.3 ms with the table).
   * prefill runs the same unrolled layers over the prompt and writes each layer's keys/values into its
@@ -55,10 +58,10 @@ import jax
 import jax.numpy as jnp
 
 from simko_jax.models.attention import attention_mask
-from simko_jax.models.block import block, full_attention
+from simko_jax.models.block import attention_options, block, full_attention, kind_masks
 from simko_jax.models.kv_cache import cache_attention, key_block, prompt_cache
 from simko_jax.models.layout import layer_param_specs
-from simko_jax.models.rope import inv_frequencies, rope_cos_sin
+from simko_jax.models.rope import rope_by_kind
 from simko_jax.models.transformer import embed_tokens, final_norm, lm_logits
 from simko_jax.parallel import constrain
 
@@ -87,17 +90,18 @@ def lm_head_weight(model) -> jax.Array:
 
 
 def rope_table(cfg, cache_len: int) -> tuple[jax.Array, jax.Array]:
-  """cos, sin [S, Dh] (float32) of positions 0..S-1 (`models.rope.rope_cos_sin`, same values), built once
-  per sampling call outside the decoding loop; `prefill` and `decode_step` gather their rows."""
-  inv_freq = inv_frequencies(cfg.head_dim, cfg.rope_theta, cfg.rope_scaling)
-  cos, sin = rope_cos_sin(jnp.arange(cache_len, dtype=jnp.int32)[None], inv_freq)
-  return cos[0], sin[0]
+  """cos, sin [N, S, Dh] (float32) of positions 0..S-1 for each layer kind (`models.rope.rope_by_kind`,
+  same values; N = cfg.num_layer_kinds()), built once per sampling call outside the decoding loop;
+  `prefill` and `decode_step` gather their rows."""
+  cos, sin = rope_by_kind(cfg, jnp.arange(cache_len, dtype=jnp.int32)[None])
+  return cos[:, 0], sin[:, 0]
 
 
 def _embed(model, tokens_BxT, positions_BxT, rope):
-  """Embeddings [B, T, D] and RoPE cos, sin [B, T, Dh] (the rows of the `rope_table` at the positions)."""
+  """Embeddings [B, T, D] and RoPE cos, sin [N, B, T, Dh] (the rows of the `rope_table` at the
+  positions, per layer kind)."""
   x = embed_tokens(model.cfg, model.embed.get_value(), tokens_BxT)
-  return x, tuple(jnp.take(t, positions_BxT, axis=0, mode="clip") for t in rope)
+  return x, tuple(jnp.take(t, positions_BxT, axis=1, mode="clip") for t in rope)
 
 
 def prefill(model, layer_params: list[dict[str, jax.Array]], tokens_BxT: jax.Array, positions_BxT: jax.Array,
@@ -110,13 +114,13 @@ def prefill(model, layer_params: list[dict[str, jax.Array]], tokens_BxT: jax.Arr
   (default cache_dtype: cfg.dtype). No logits are computed. positions_BxT: RoPE positions in [0, S)
   (pads may hold any position: they are masked keys); rope: `rope_table(cfg, S)`."""
   cfg = model.cfg
-  t = tokens_BxT.shape[1]
   dtype = cfg.dtype if cache_dtype is None else cache_dtype
-  x, cos_sin = _embed(model, tokens_BxT, positions_BxT, rope)
-  attend = full_attention(attention_mask(t, t, jnp.int32(0), mask_BxT), cfg.attention_impl)
+  x, (cos_N, sin_N) = _embed(model, tokens_BxT, positions_BxT, rope)
+  masks_NxBxTxT = kind_masks(cfg, mask_BxT)
   ks, vs = [], []
-  for p in layer_params:
-    x, (k, v) = block(cfg, x, p, cos_sin, attend)
+  for p, kind in zip(layer_params, cfg.layer_kinds()):
+    attend = full_attention(masks_NxBxTxT[kind], cfg.attention_impl, **attention_options(cfg))
+    x, (k, v) = block(cfg, x, p, (cos_N[kind], sin_N[kind]), attend)
     k_blocks, v_blocks = prompt_cache(k, v, cache_len=cache_len, n=n, cache_dtype=dtype)
     ks.append(k_blocks)
     vs.append(v_blocks)
@@ -143,15 +147,17 @@ def decode_step(model, layer_params: list[dict[str, jax.Array]], token_B: jax.Ar
   dtype = cfg.dtype if cache_dtype is None else cache_dtype
   s = sum(block_.shape[2] for block_ in cache["v"][0])
   slot = jnp.asarray(slot, jnp.int32)
-  x, cos_sin = _embed(model, token_B[:, None], position_B[:, None], rope)
-  mask_BxS = attention_mask(1, s, slot, kv_mask_BxS)[:, 0]
+  x, (cos_N, sin_N) = _embed(model, token_B[:, None], position_B[:, None], rope)
+  masks_BxS = [attention_mask(1, s, slot, kv_mask_BxS, cfg.sliding_window if kind else None)[:, 0]
+               for kind in range(cfg.num_layer_kinds())]  # per layer kind: global, sliding window
   new_k, new_v = [], []
-  for p, k_blocks, v_blocks in zip(layer_params, cache["k"], cache["v"]):
-    x, (k_blocks, v_blocks) = block(cfg, x, p, cos_sin,
-                                    cache_attention(k_blocks, v_blocks, mask_BxS, slot, first_slot, dtype))
+  for p, kind, k_blocks, v_blocks in zip(layer_params, cfg.layer_kinds(), cache["k"], cache["v"]):
+    attend = cache_attention(k_blocks, v_blocks, masks_BxS[kind], slot, first_slot, dtype,
+                             **attention_options(cfg))
+    x, (k_blocks, v_blocks) = block(cfg, x, p, (cos_N[kind], sin_N[kind]), attend)
     new_k.append(k_blocks)
     new_v.append(v_blocks)
   # Not `lm_head_weight` here: inside a loop body its barrier would redo the copy every step.
   w = model.unembedding().astype(cfg.dtype) if lm_head_DxV is None else lm_head_DxV
-  logits_Bx1xV = lm_logits(final_norm(cfg, x, model.final_norm.get_value()), w)
+  logits_Bx1xV = lm_logits(final_norm(cfg, x, model.final_norm.get_value()), w, cfg.final_logit_softcapping)
   return logits_Bx1xV[:, 0], {"k": new_k, "v": new_v}

@@ -7,7 +7,13 @@ cache: see `models.inference` (every choice was measured on XLA:CPU).
 
   cache = prompt_cache(k_BxTxKxDh, v_BxTxKxDh, cache_len=S, n=n, cache_dtype=dtype)  # from prefill
   cache = empty_cache(cfg, rows, S, cache_dtype)                                     # no prompt
-  attend = cache_attention(k_blocks, v_blocks, mask_BxS, slot, first_slot, dtype)    # a `block` strategy
+  attend = cache_attention(k_blocks, v_blocks, mask_BxS, slot, first_slot, dtype,    # a `block` strategy
+                           scale=..., softcap=...)                                  # `block.attention_options`
+
+Sliding-window layers (Gemma) keep the full S slots like global ones: their window is in `mask_BxS`
+(`attention.attention_mask(..., window)`), so slots older than the window are masked, not freed, and
+blocks wholly before the window are still computed. Sliding layers could hold a window-sized ring
+buffer instead; that memory optimisation is not implemented.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from simko_jax.models.attention import MASKED_SCORE
+from simko_jax.models.layers import soft_cap
 from simko_jax.parallel import constrain
 
 LAYER_CACHE_AXES = {"k": ("batch", "kv_heads", "head_dim", "cache_length"),
@@ -116,24 +123,29 @@ def write_slot(blocks: list[jax.Array], new: jax.Array, slot: jax.Array, axis: i
 
 
 def cache_attention(k_blocks: list[jax.Array], v_blocks: list[jax.Array], mask_BxS: jax.Array,
-                    slot: jax.Array, first_slot: int, value_dtype):
+                    slot: jax.Array, first_slot: int, value_dtype, *, scale: float | None = None,
+                    softcap: float | None = None):
   """The attention strategy of one-token decoding on one layer's cache (see `models.block`): writes the
   new key/value at `slot` (`write_slot`), then attends the query to slots s <= slot with mask_BxS 1.
-  State: the updated (key blocks, value blocks). `first_slot`: static lower bound on `slot`."""
+  State: the updated (key blocks, value blocks). `first_slot`: static lower bound on `slot`.
+  scale, softcap: the score options of `block.attention_options`."""
 
   def attend(q_Bx1xHxDh, k_Bx1xKxDh, v_Bx1xKxDh):
     # The new key [B, 1, K, Dh] -> [B, K, Dh, 1] and value -> [B, K, 1, Dh], written at the slot.
     ks = write_slot(k_blocks, jnp.transpose(k_Bx1xKxDh, (0, 2, 3, 1)), slot, 3, "k", value_dtype, first_slot)
     vs = write_slot(v_blocks, jnp.swapaxes(v_Bx1xKxDh, 1, 2), slot, 2, "v", value_dtype, first_slot)
-    out_BxHDh = attend_blocks(q_Bx1xHxDh[:, 0], ks, vs, mask_BxS, slot, first_slot, value_dtype)
+    out_BxHDh = attend_blocks(q_Bx1xHxDh[:, 0], ks, vs, mask_BxS, slot, first_slot, value_dtype,
+                              scale=scale, softcap=softcap)
     return out_BxHDh[:, None], (ks, vs)
 
   return attend
 
 
-def attend_blocks(q_BxHxDh, k_blocks, v_blocks, mask_BxS, slot, first_slot: int, value_dtype) -> jax.Array:
+def attend_blocks(q_BxHxDh, k_blocks, v_blocks, mask_BxS, slot, first_slot: int, value_dtype, *,
+                  scale: float | None = None, softcap: float | None = None) -> jax.Array:
   """`models.attention.gqa_attention` (impl "xla") for one query per row on the layer cache: float32
-  scores and softmax, head h uses kv head h // Q. Returns [B, H*Dh] in q's dtype.
+  scores and softmax, head h uses kv head h // Q, the same `scale` (default 1 / sqrt(Dh)) and score
+  `softcap`. Returns [B, H*Dh] in q's dtype.
   value_dtype: the cache dtype (the probabilities are rounded to it before the value matmul, as the
   model rounds them to its values' dtype).
 
@@ -149,13 +161,13 @@ def attend_blocks(q_BxHxDh, k_blocks, v_blocks, mask_BxS, slot, first_slot: int,
   k, blk = k_blocks[0].shape[1], k_blocks[0].shape[-1]
   n_q = h // k
   q_BxKxQxDh = q_BxHxDh.reshape(b, k, n_q, dh)
-  scale = 1.0 / float(dh) ** 0.5
+  scale = 1.0 / float(dh) ** 0.5 if scale is None else scale
 
   def block(k_BxKxDhxblk, v_BxKxblkxDh, visible_Bxblk):
     qk = jnp.promote_types(q_BxKxQxDh.dtype, k_BxKxDhxblk.dtype)  # float32 keys of a bf16 cache: no cast
     s = jnp.einsum("bkqd,bkds->bkqs", q_BxKxQxDh.astype(qk), k_BxKxDhxblk.astype(qk),
-                   preferred_element_type=jnp.float32) * scale
-    s = jnp.where(visible_Bxblk[:, None, None, :], s, MASKED_SCORE)
+                   preferred_element_type=jnp.float32)
+    s = jnp.where(visible_Bxblk[:, None, None, :], soft_cap(s * scale, softcap), MASKED_SCORE)
     m = jnp.max(s, axis=-1)
     e = jnp.exp(s - m[..., None])
     o = jnp.einsum("bkqs,bksd->bkqd", e.astype(value_dtype), v_BxKxblkxDh, preferred_element_type=jnp.float32)

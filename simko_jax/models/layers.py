@@ -32,12 +32,26 @@ def zeros_init(key, shape, dtype):
   return jnp.zeros(shape, dtype)
 
 
-def rms_norm(x: jax.Array, weight: jax.Array, eps: float) -> jax.Array:
-  """HF-style RMSNorm over the last axis: statistics and scale in float32, result in x's dtype."""
+def rms_norm(x: jax.Array, weight: jax.Array, eps: float, offset: float = 0.0) -> jax.Array:
+  """HF-style RMSNorm over the last axis: statistics and scale (offset + weight) in float32, result in
+  x's dtype. offset 1.0 is Gemma's norm (its weights are stored as w, scaling by 1 + w)."""
   x32 = x.astype(jnp.float32)
   var = jnp.mean(jnp.square(x32), axis=-1, keepdims=True)
   y = x32 * jax.lax.rsqrt(var + eps)
-  return (weight.astype(jnp.float32) * y).astype(x.dtype)
+  return ((offset + weight.astype(jnp.float32)) * y).astype(x.dtype)
+
+
+def soft_cap(x: jax.Array, cap: float | None) -> jax.Array:
+  """cap * tanh(x / cap) (Gemma's attention-score and final-logit soft-capping); x itself if cap is None."""
+  return x if cap is None else cap * jnp.tanh(x / cap)
+
+
+def gate_activation(name: str) -> Callable[[jax.Array], jax.Array]:
+  """The gated MLP's activation: "silu" (SwiGLU) or "gelu_pytorch_tanh" (GeGLU, tanh-approximated GELU,
+  torch's gelu(approximate="tanh"))."""
+  if name == "gelu_pytorch_tanh":
+    return lambda x: jax.nn.gelu(x, approximate=True)
+  return jax.nn.silu
 
 
 def dense(subscripts: str, x: jax.Array, w: jax.Array) -> jax.Array:

@@ -11,6 +11,9 @@ Stored per layer (the model stacks each over a leading L axis; `layer_param_spec
   mlp_norm   [D]                 ("norm",)
   w_gate_up  [D, 2, F]           ("embed", None, "mlp")  [:, 0] gate, [:, 1] up
   w_down     [F, D]              ("mlp", "embed")
+  post_attn_norm, post_mlp_norm [D]  ("norm",)        when cfg.post_norms (Gemma: norms of the attention
+                                 and MLP outputs; Gemma's mlp_norm is its pre_feedforward_layernorm)
+Norm weights start at 1, or at 0 when cfg.norm_offset is 1 (Gemma's (1 + w) norms): a scale of 1 either way.
 
 Checkpoint formats (HF, GGUF, checkpoints saved before the fusion) keep q, k, v, gate and up apart. Their
 tensors are named by *source* names (`source_shapes`): wq [D, H*Dh], wk / wv [D, K*Dh], bq [H*Dh],
@@ -46,16 +49,19 @@ def layer_param_specs(cfg: ModelConfig) -> dict[str, Spec]:
   h, k = cfg.num_heads, cfg.num_kv_heads
   q = h // k
   w = normal_init(0.02)
-  specs: dict[str, Spec] = {"attn_norm": ((d,), ("norm",), ones_init),
+  norm = zeros_init if cfg.norm_offset else ones_init
+  specs: dict[str, Spec] = {"attn_norm": ((d,), ("norm",), norm),
                             "w_qkv": ((d, k, q + 2, dh), ("embed", "kv_heads", None, "head_dim"), w)}
   if cfg.attention_bias:
     specs["b_qkv"] = ((k, q + 2, dh), ("kv_heads", None, "head_dim"), zeros_init)
   if cfg.qk_norm:
-    specs.update(q_norm=((dh,), ("norm",), ones_init), k_norm=((dh,), ("norm",), ones_init))
+    specs.update(q_norm=((dh,), ("norm",), norm), k_norm=((dh,), ("norm",), norm))
   specs.update(wo=((h * dh, d), ("heads", "embed"), w),
-               mlp_norm=((d,), ("norm",), ones_init),
+               mlp_norm=((d,), ("norm",), norm),
                w_gate_up=((d, 2, f), ("embed", None, "mlp"), w),
                w_down=((f, d), ("mlp", "embed"), w))
+  if cfg.post_norms:
+    specs.update(post_attn_norm=((d,), ("norm",), norm), post_mlp_norm=((d,), ("norm",), norm))
   return specs
 
 

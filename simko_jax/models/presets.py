@@ -46,6 +46,18 @@ QWEN25_05B: dict[str, Any] = {
     "bos_token_id": 151643, "eos_token_id": 151643, "torch_dtype": "bfloat16",
 }
 
+# google/gemma-3-1b-it's config.json (transformers-4 layout; read by `models.gemma_config`).
+GEMMA3_1B: dict[str, Any] = {
+    "architectures": ["Gemma3ForCausalLM"], "model_type": "gemma3_text",
+    "vocab_size": 262144, "hidden_size": 1152, "intermediate_size": 6912,
+    "num_hidden_layers": 26, "num_attention_heads": 4, "num_key_value_heads": 1, "head_dim": 256,
+    "hidden_activation": "gelu_pytorch_tanh", "max_position_embeddings": 32768, "rms_norm_eps": 1e-6,
+    "query_pre_attn_scalar": 256, "attn_logit_softcapping": None, "final_logit_softcapping": None,
+    "rope_theta": 1000000, "rope_local_base_freq": 10000, "rope_scaling": None,
+    "sliding_window": 512, "sliding_window_pattern": 6, "attention_bias": False, "attention_dropout": 0.0,
+    "bos_token_id": 2, "eos_token_id": [1, 106], "pad_token_id": 0, "torch_dtype": "bfloat16",
+}
+
 # The -Instruct variants share the base model's architecture (only the weights / chat template differ).
 HF_PRESETS: dict[str, dict[str, Any]] = {
     "Qwen2.5-Math-7B": QWEN25_MATH_7B,
@@ -53,6 +65,8 @@ HF_PRESETS: dict[str, dict[str, Any]] = {
     "Llama-3.2-3B-Instruct": LLAMA32_3B,
     "Qwen2.5-0.5B": QWEN25_05B,
     "Qwen2.5-0.5B-Instruct": QWEN25_05B,
+    "gemma-3-1b-it": GEMMA3_1B,
+    "gemma-3-1b-pt": GEMMA3_1B,
 }
 
 

@@ -1,4 +1,4 @@
-"""Rotary position embeddings (HF "rotate_half" layout), with optional llama3 frequency scaling."""
+"""Rotary position embeddings (HF "rotate_half" layout), with optional llama3 or linear frequency scaling."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ def inv_frequencies(head_dim: int, theta: float, scaling: dict[str, Any] | None 
   inv_freq = 1.0 / (theta ** (np.arange(0, head_dim, 2, dtype=np.int64).astype(np.float32) / head_dim))
   if scaling is None:
     return inv_freq.astype(np.float32)
+  if scaling.get("rope_type") == "linear":  # HF `_compute_linear_scaling_rope_parameters`
+    return (inv_freq / float(scaling["factor"])).astype(np.float32)
   factor = float(scaling["factor"])
   low = float(scaling["low_freq_factor"])
   high = float(scaling["high_freq_factor"])
@@ -34,6 +36,14 @@ def rope_cos_sin(positions_BxT: jax.Array, inv_freq: np.ndarray) -> tuple[jax.Ar
   angles = positions_BxT.astype(jnp.float32)[..., None] * jnp.asarray(inv_freq)[None, None, :]
   angles = jnp.concatenate([angles, angles], axis=-1)
   return jnp.cos(angles), jnp.sin(angles)
+
+
+def rope_by_kind(cfg, positions_BxT: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """cos, sin [N, B, T, Dh] (float32): row k is the RoPE of layers of kind k (`ModelConfig.layer_kinds`,
+  N = `cfg.num_layer_kinds()`; Gemma 3's sliding layers have their own base, `cfg.rope_for_kind`)."""
+  pairs = [rope_cos_sin(positions_BxT, inv_frequencies(cfg.head_dim, *cfg.rope_for_kind(kind)))
+           for kind in range(cfg.num_layer_kinds())]
+  return jnp.stack([c for c, _ in pairs]), jnp.stack([s for _, s in pairs])
 
 
 def apply_rope(x_BxTxHxDh: jax.Array, cos_BxTxDh: jax.Array, sin_BxTxDh: jax.Array) -> jax.Array:

@@ -99,7 +99,8 @@ def response_token_stats(graphdef, params, tokens, attention_mask, positions, re
   return token_stats_from_hidden(
       h_BxRxD, model.unembedding(), tokens[:, prompt_len:],
       num_candidates=loss_cfg.num_candidates, temperature=loss_cfg.temperature,
-      chunk_size=loss_cfg.chunk_size, entropy_grad=loss_cfg.entropy_coef != 0)
+      chunk_size=loss_cfg.chunk_size, entropy_grad=loss_cfg.entropy_coef != 0,
+      logit_softcap=model.cfg.final_logit_softcapping)
 
 
 def response_logprobs(graphdef, params, tokens, attention_mask, positions, response_len: int,

@@ -60,7 +60,8 @@ def test_random_preset_choices_match_the_model_presets():
     validate(cfg)
   cfg.model.random_preset = "tiny_llama4"
   with pytest.raises(ConfigError, match=r"config.model.random_preset = 'tiny_llama4' is invalid: "
-                                        r"allowed one of \['tiny_llama3', 'tiny_qwen2', 'tiny_qwen3'\]"):
+                                        r"allowed one of \['tiny_llama3', 'tiny_qwen2', 'tiny_qwen3', 'tiny_gemma2', "
+                                        r"'tiny_gemma3'\]"):
     validate(cfg)
 
 

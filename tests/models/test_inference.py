@@ -6,18 +6,18 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from simko_jax.models import kv_cache, tiny_llama3, tiny_qwen2, tiny_qwen3
+from simko_jax.models import kv_cache, tiny_gemma2, tiny_gemma3, tiny_llama3, tiny_qwen2, tiny_qwen3
 from simko_jax.models.inference import decode_step, lm_head_weight, prefill, rope_table, unstack_layers
 from simko_jax.models.kv_cache import key_block, storage_dtype
 from simko_jax.models.rope import inv_frequencies, rope_cos_sin
 from tests.sampling.helpers import full_forward_fn, left_padded, make_model
 
 
-@pytest.mark.parametrize("make_cfg", [tiny_llama3, tiny_qwen2, tiny_qwen3])
+@pytest.mark.parametrize("make_cfg", [tiny_llama3, tiny_qwen2, tiny_qwen3, tiny_gemma2, tiny_gemma3])
 def test_prefill_and_steps_match_forward(make_cfg):
   """Prefill 5 prompt columns, then feed the last prompt token and 4 new ones one at a time: every
   step's logits equal the full forward's at that position (left-padded rows, a 2-block cache whose
-  second block is skipped)."""
+  second block is skipped). Gemma: 10 tokens against a sliding window of 4."""
   model = make_model(make_cfg(), seed=1)
   cfg = model.cfg
   prompt, pmask = left_padded(cfg.vocab_size, (6, 4, 2), 6, seed=1)
@@ -51,11 +51,24 @@ def test_rope_table_rows_equal_per_position_cos_sin():
   cfg = tiny_llama3()  # llama3 frequency scaling: the table must apply it too
   s = 40
   cos_t, sin_t = (np.asarray(t) for t in rope_table(cfg, s))
-  assert cos_t.shape == sin_t.shape == (s, cfg.head_dim)
+  assert cos_t.shape == sin_t.shape == (1, s, cfg.head_dim)
   positions = np.array([[0, 5, 39], [17, 17, 2]], np.int32)
   cos, sin = rope_cos_sin(positions, inv_frequencies(cfg.head_dim, cfg.rope_theta, cfg.rope_scaling))
-  np.testing.assert_array_equal(cos_t[positions], np.asarray(cos))
-  np.testing.assert_array_equal(sin_t[positions], np.asarray(sin))
+  np.testing.assert_array_equal(cos_t[0][positions], np.asarray(cos))
+  np.testing.assert_array_equal(sin_t[0][positions], np.asarray(sin))
+
+
+def test_rope_table_has_a_row_per_layer_kind():
+  """Gemma 3: sliding layers (kind 1) use the local base, global layers (kind 0) the global base with
+  linear scaling (positions / factor)."""
+  cfg = tiny_gemma3()
+  cos_t, _ = (np.asarray(t) for t in rope_table(cfg, 16))
+  assert cos_t.shape == (2, 16, cfg.head_dim)
+  positions = np.arange(16, dtype=np.int32)[None]
+  local, _ = rope_cos_sin(positions, inv_frequencies(cfg.head_dim, 100.0))
+  glob, _ = rope_cos_sin(positions, inv_frequencies(cfg.head_dim, cfg.rope_theta) / 2.0)
+  np.testing.assert_array_equal(cos_t[1], np.asarray(local)[0])
+  np.testing.assert_allclose(cos_t[0], np.asarray(glob)[0], atol=1e-6)
 
 
 @pytest.mark.parametrize("cache_len,blk", [(32, 32), (192, 64), (200, 100), (1024, 64), (4096, 128)])

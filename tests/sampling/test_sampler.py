@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from simko_jax.models import tiny_llama3, tiny_qwen2, tiny_qwen3
+from simko_jax.models import tiny_gemma2, tiny_gemma3, tiny_llama3, tiny_qwen2, tiny_qwen3
 from simko_jax.sampling import FINISH_LENGTH, FINISH_STOP, Sampler
 from tests.sampling.helpers import full_forward_fn, left_padded, make_model, trainer_logprobs
 
@@ -20,7 +20,7 @@ def llama():
   return model, sampler, state, full_forward_fn(model)
 
 
-@pytest.mark.parametrize("make_cfg", [tiny_llama3, tiny_qwen2, tiny_qwen3])
+@pytest.mark.parametrize("make_cfg", [tiny_llama3, tiny_qwen2, tiny_qwen3, tiny_gemma2, tiny_gemma3])
 def test_greedy_equals_stepwise_argmax_of_full_forward(make_cfg):
   model = make_model(make_cfg(), seed=1)
   fwd = full_forward_fn(model)
@@ -91,6 +91,28 @@ def test_logprobs_equal_trainer_recompute_fp32(llama, temperature, top_p, top_k)
   assert (np.asarray(out.logprobs)[~rmask] == 0).all()
   want_pos = pmask.sum(-1).repeat(3)[:, None] + np.arange(10)
   np.testing.assert_array_equal(np.asarray(out.positions)[:, P:][rmask], want_pos[rmask])
+
+
+@pytest.mark.parametrize("make_cfg", [tiny_gemma2, tiny_gemma3])
+def test_gemma_logprobs_equal_the_trainers(make_cfg):
+  """Gemma (sliding window 4, soft-caps): the sampler's log-probs of 12 sampled tokens after prompts of
+  up to 7 equal the trainer's own recompute (`train.step.jit_logprobs`: chunked LM head with the
+  final-logit soft-cap) and the full forward's within 1e-5."""
+  from simko_jax.parallel import make_mesh
+  from simko_jax.train.step import LossConfig, jit_logprobs
+  model = make_model(make_cfg(), seed=4)
+  sampler, state = Sampler.from_model(model, prompt_bucket=8, gen_bucket=16)
+  prompt, pmask = left_padded(model.cfg.vocab_size, LENGTHS, P, seed=6)
+  out = sampler.sample(state, prompt, pmask, jax.random.key(2), n=2, max_new_tokens=12, temperature=0.8,
+                       stop_ids=())
+  ref = trainer_logprobs(full_forward_fn(model), out.tokens, out.attention_mask, P, 0.8)
+  np.testing.assert_allclose(np.asarray(out.logprobs), ref, atol=1e-5, rtol=0)
+  graphdef, params = nnx.split(model, nnx.Param)
+  logp = jit_logprobs(graphdef, LossConfig(temperature=0.8, chunk_size=8), None,
+                      make_mesh(1, 1, 1, devices=jax.devices()[:1]))
+  r = out.tokens.shape[1] - P
+  trainer = np.asarray(logp(params, out.tokens, out.attention_mask, out.positions, r))
+  np.testing.assert_allclose(np.asarray(out.logprobs), trainer, atol=1e-5, rtol=0)
 
 
 def test_logprob_gap_bf16():

@@ -54,6 +54,24 @@ def test_param_and_optimizer_bytes_match_hand_calculation(name, numbers):
   assert rep["kv_cache_bytes"] == 2 * 28 * rows * (1024 + 3072) * numbers["kv"] * 128 * 2
 
 
+def test_gemma3_1b_sizes_from_its_preset():
+  """configs/gemma3_1b_h100x8.py: Gemma 3 1B's shape from `models.presets` (no download): 999,885,952
+  params (google/gemma-3-1b-it's count; four norms per layer and the q/k norms are the only vectors), the
+  tied embedding and every matrix split over fsdp 8, and a KV cache of all 26 layers' slots."""
+  import jax
+  from simko_jax.train import dry_run
+  assert jax.device_count() == 8
+  cfg = load("gemma3_1b_h100x8")
+  assert cfg.model.checkpoint == "google/gemma-3-1b-it" and cfg.model.attention_impl == "xla"
+  rep = dry_run.analyze(cfg, compile=False)
+  v, d, f, layers, heads, hd = 262144, 1152, 6912, 26, 4, 256
+  matrices = v * d + layers * (d * heads * hd + 2 * d * hd + heads * hd * d + 3 * d * f)
+  vectors = d + layers * (4 * d + 2 * hd)
+  assert rep["num_params"] == matrices + vectors == 999_885_952
+  assert rep["params_bytes"] == (matrices // 8 + vectors) * 4
+  assert rep["kv_cache_bytes"] == 2 * layers * 64 * (1024 + 3072) * 1 * hd * 2
+
+
 def run_cli(config, *extra, timeout=280):
   env = dict(os.environ, PYTHONPATH=ROOT)
   env.pop("XLA_FLAGS", None)

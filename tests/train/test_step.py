@@ -10,7 +10,7 @@ import pytest
 from flax import nnx
 from ml_collections import ConfigDict
 
-from simko_jax.models.config import tiny_llama3
+from simko_jax.models.config import tiny_gemma2, tiny_gemma3, tiny_llama3
 from simko_jax.models.transformer import Transformer
 from simko_jax.parallel import make_mesh, model_shardings
 from simko_jax.train.step import (Batch, LossHParams, jit_logprobs, jit_train_step, make_optimizer,
@@ -20,8 +20,8 @@ from simko_jax.train.step import (Batch, LossHParams, jit_logprobs, jit_train_st
 N, P, R = 8, 6, 5
 
 
-def setup(seed=0):
-  cfg = tiny_llama3(vocab_size=64, num_layers=2)
+def setup(seed=0, cfg=None):
+  cfg = cfg or tiny_llama3(vocab_size=64, num_layers=2)
   model = Transformer(cfg, rngs=nnx.Rngs(seed))
   graphdef, params = nnx.split(model, nnx.Param)
   return cfg, graphdef, params
@@ -78,10 +78,12 @@ def test_micro_batch_accumulation_is_exact():
   assert m1["update_skipped"] == 0 and m1["num_loss_tokens"] == N * R - 2
 
 
-@pytest.mark.parametrize("sign", [1.0, -1.0])
-def test_advantage_sign_moves_log_probs_the_right_way(sign):
-  """A positive advantage must raise the response's log-likelihood, a negative one lower it."""
-  cfg, graphdef, params = setup(1)
+@pytest.mark.parametrize("sign,cfg", [(1.0, None), (-1.0, None), (1.0, tiny_gemma2(vocab_size=64)),
+                                      (-1.0, tiny_gemma3(vocab_size=64))], ids=["llama+", "llama-", "gemma2+", "gemma3-"])
+def test_advantage_sign_moves_log_probs_the_right_way(sign, cfg):
+  """A positive advantage must raise the response's log-likelihood, a negative one lower it (Gemma:
+  11-token rows against a sliding window of 4, soft-capped logits)."""
+  cfg, graphdef, params = setup(1, cfg)
   loss_cfg = LossHParams(method="grpo", clip_low=10.0, clip_high=10.0)
   logp = jit_logprobs(graphdef, loss_cfg, None, make_mesh(1, 1, 1, devices=jax.devices()[:1]))
   batch = make_batch(cfg, logp_fn=logp, params=params)
