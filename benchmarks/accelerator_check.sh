@@ -17,6 +17,7 @@
 #   3. benchmarks/accelerator.py on the Qwen2.5-0.5B shape in bf16 with cuDNN attention (JAX parts),
 #      then its PyTorch peer in a separate process, merged into $OUT/accelerator.json;
 #   4. the GPU test subset: sampler, decode, train step and chunked loss tests;
+#   3b. benchmarks/rl_iteration.py: fused rl_train_step vs phase-by-phase iteration time and transfer bytes;
 #   5. $OUT/profile.tgz: the device traces step 3 took of a 16-token decode and one train step (read
 #      them here with `benchmarks/profile_summary.py`: time per HLO op).
 set -u
@@ -58,6 +59,11 @@ JAX_PLATFORMS=cpu timeout 150 $PY benchmarks/accelerator.py ${ACCEL_ARGS:-} --pa
   > "$OUT/bench_peer.log" 2>&1; echo "peer rc=$?"; grep -E '^\[' "$OUT/bench_peer.log" | cut -c1-400
 $PY benchmarks/accelerator.py ${ACCEL_ARGS:-} --parts '' --merge "$OUT/accel_jax.json" "$OUT/accel_peer.json" \
   --out "$OUT/accelerator.json" 2>&1 | grep -v '^JSON'
+
+stamp "3b. the fused rl_train_step vs the phase-by-phase iteration (one SimKO run each, A/B interleaved)"
+timeout 150 $PY benchmarks/rl_iteration.py --shape smollm2 --paths phase,fused --methods simko --peers none \
+  --iterations 3 --new 128 > "$OUT/fused.log" 2>&1; echo "fused rc=$?"
+grep -E 'fused|host->device|^JSON' "$OUT/fused.log" | cut -c1-600
 
 stamp "4. GPU test subset"
 # conftest.py defaults to the CPU platform; point it at the GPU. fp32 matmuls at full precision there.

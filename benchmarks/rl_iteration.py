@@ -3,6 +3,8 @@
   python benchmarks/rl_iteration.py                                   # mini shape, ours + Tunix (~10 min)
   python benchmarks/rl_iteration.py --shape smollm2 --iterations 2    # SmolLM2-135M shape (~30 min)
   python benchmarks/rl_iteration.py --peers none                      # ours only
+  python benchmarks/rl_iteration.py --shape smollm2 --paths phase,fused --methods simko --peers none \
+      --iterations 3 --new 32                                         # fused rl_train_step vs phases
 
 Workload (both; the issue's target config, = `config.default_config()`'s rollout/algo defaults): 4 prompts of
 64 random token ids (no padding) x 8 rollouts, up to 128 new tokens (ours stops a row at its EOS id, which
@@ -33,6 +35,11 @@ tokens (32 x (64 + 128)) / phase time; iteration = generated tokens / iteration 
 `metrics.flops.train_step_flops` / update time / the float32 matmul FLOP/s measured in this run
 (`sampling.matmul_flops`, at the start and at the end; the higher is used); sampling roofline =
 2 x (body + head params) x tokens/s / the same.
+`--paths phase,fused` adds the single compiled `rl_train_step` (train/fused.py, `train.fused_step = "on"`;
+its reward is the run's on-device arith verifier on the char tokenizer, not the trivial rule: the
+comparison is of time and bytes, not of rewards); its runs interleave with the phase runs (A/B). Only the
+iteration time exists for it (one program: no phase times). Host <-> device bytes per iteration are
+counted for every run of ours at `jax.device_put` / `jax.device_get` (nbytes of what they move).
 Targets: ours/Tunix iteration time <= 0.8, SimKO/GRPO <= 1.10. Prints a table and one `JSON {...}` line.
 """
 
@@ -108,15 +115,40 @@ def random_prompt_iterator(args, vocab: int):
     tokens = random_prompts(args.prompts, args.prompt, vocab, seed=i)
     yield {"prompt_tokens": tokens, "prompt_mask": np.ones_like(tokens),
            "prompt_lengths": np.full((args.prompts,), args.prompt, np.int32),
-           "ground_truths": [""] * args.prompts, "data_sources": ["bench"] * args.prompts,
+           "ground_truths": ["0"] * args.prompts, "data_sources": ["bench"] * args.prompts,
            "example_ids": list(range(i * args.prompts, (i + 1) * args.prompts)), "epochs": [0] * args.prompts}
     i += 1
+
+
+class TransferCounter:
+  """Sums the nbytes crossing `jax.device_put` (host leaves in) and `jax.device_get` (device leaves out)
+  while active (every explicit transfer of our loop goes through one of the two)."""
+
+  def __enter__(self):
+    import jax
+    self.put = self.get = 0
+    self._saved = jax.device_put, jax.device_get
+    def nbytes(tree, device):
+      return sum(int(getattr(x, "nbytes", 0)) for x in jax.tree.leaves(tree)
+                 if isinstance(x, jax.Array) == device)
+    def put(x, *a, **k):
+      self.put += nbytes(x, False)
+      return self._saved[0](x, *a, **k)
+    def get(x, *a, **k):
+      self.get += nbytes(x, True)
+      return self._saved[1](x, *a, **k)
+    jax.device_put, jax.device_get = put, get
+    return self
+
+  def __exit__(self, *exc):
+    import jax
+    jax.device_put, jax.device_get = self._saved
 
 
 class OursRun:
   """Our trainer's `Run` for one method, built by the real `setup.build_run` (see module doc)."""
 
-  def __init__(self, method: str, args, out_dir: str):
+  def __init__(self, method: str, args, out_dir: str, fused: bool = False):
     from flax import nnx
 
     from simko_jax.models import Transformer
@@ -135,6 +167,8 @@ class OursRun:
 
     self.method, self.args = method, args
     self.cfg = bench_config(method, args, out_dir)
+    self.cfg.train.fused_step = "on" if fused else "off"
+    self.fused = fused
     original = setup.load_model_and_tokenizer
     setup.load_model_and_tokenizer = load_model_and_tokenizer
     try:
@@ -151,23 +185,27 @@ class OursRun:
 
     from simko_jax.train import loop
     run, args = self.run, self.args
+    counter = TransferCounter()
     t = time.perf_counter()
-    m = loop.iteration(run, _NoLogger())
-    jax.block_until_ready(run.params)
+    with counter:
+      m = loop.fused_iterations(run, _NoLogger())[0][0] if self.fused else loop.iteration(run, _NoLogger())
+      jax.block_until_ready(run.params)
     wall = time.perf_counter() - t
     run.step += 1
-    row = {k: float(m[k]) for k in PHASES}
+    row = {k: float(m.get(k, 0.0)) for k in PHASES}
     row.update(iteration_s=wall, sampled_tokens=round(m["response_length"] * args.prompts * args.group),
+               h2d_bytes=counter.put, d2h_bytes=counter.get,
                sampler_compilations=int(m["sampler_compilations"]),
                train_step_compilations=run.train_step._cache_size(),
-               logprob_compilations=run.logprob_fn._cache_size())
+               logprob_compilations=0 if self.fused else run.logprob_fn._cache_size())
     self.iterations.append(row)
-    print(f"ours {self.method} iteration {len(self.iterations)}: "
+    print(f"ours {self.method}{' fused' if self.fused else ''} iteration {len(self.iterations)}: "
           + json.dumps({k: round(v, 3) for k, v in row.items()}), flush=True)
     return row
 
   def result(self) -> dict:
-    return dict(name=f"ours-{self.method}", shape=self.args.shape, iterations=self.iterations,
+    return dict(name=f"ours-{self.method}" + ("-fused" if self.fused else ""), shape=self.args.shape,
+                fused=self.fused, iterations=self.iterations,
                 old_logprob_pass=self.old_logprob_pass)
 
   def close(self):
@@ -200,18 +238,20 @@ def summarise(row: dict, args, flops: dict) -> dict:
   """Compile (first) iteration vs warm (median of the rest), tokens/s per phase, MFU/roofline."""
   its = row["iterations"]
   warm = its[1:] or its
-  med = {k: statistics.median(it[k] for it in warm) for k in PHASES + ("iteration_s", "sampled_tokens")}
+  med = {k: statistics.median(it[k] for it in warm)
+         for k in PHASES + ("iteration_s", "sampled_tokens", "h2d_bytes", "d2h_bytes") if k in warm[0]}
   trained = args.prompts * args.group * (args.prompt + args.new)
   gen = med["sampled_tokens"]
   rate = lambda tokens, s: round(tokens / s, 1) if s > 0 else None
   row["warm"] = {k: round(v, 4) for k, v in med.items()}
   row["first_iteration_s"] = round(its[0]["iteration_s"], 3)
   row["compile_overhead_s"] = round(its[0]["iteration_s"] - med["iteration_s"], 3)
-  row["tokens_per_s"] = dict(sample=rate(gen, med["sample_s"]), reward=rate(gen, med["reward_s"]),
+  row["tokens_per_s"] = dict(sample=rate(gen, med["sample_s"]) or 0.0, reward=rate(gen, med["reward_s"]) or 0.0,
                              old_logprob=rate(trained, med["old_logprob_s"]) if row["old_logprob_pass"] else None,
-                             update=rate(trained, med["update_s"]), iteration=rate(gen, med["iteration_s"]))
-  row["update_mfu"] = round(flops["train_step"] / med["update_s"] / flops["matmul"], 4)
-  row["sample_roofline"] = round(flops["decode_per_token"] * gen / med["sample_s"] / flops["matmul"], 4)
+                             update=rate(trained, med["update_s"]) or 0.0, iteration=rate(gen, med["iteration_s"]))
+  ratio = lambda f, s: round(f / s / flops["matmul"], 4) if s > 0 else 0.0  # fused: no phase times
+  row["update_mfu"] = ratio(flops["train_step"], med["update_s"])
+  row["sample_roofline"] = ratio(flops["decode_per_token"] * gen, med["sample_s"])
   return row
 
 
@@ -224,6 +264,7 @@ def main():
   ap.add_argument("--new", type=int, default=128)
   ap.add_argument("--iterations", type=int, default=3, help="per implementation; the first compiles")
   ap.add_argument("--methods", default="grpo,simko")
+  ap.add_argument("--paths", default="phase", help="'phase', 'fused' or 'phase,fused' (A/B interleaved)")
   ap.add_argument("--peers", default="tunix", help="'tunix' or 'none'")
   ap.add_argument("--tunix_python", default="/tmp/venv-peers/bin/python")
   args = ap.parse_args()
@@ -242,7 +283,8 @@ def main():
   # machine hits both alike; the peer runs between our first and second halves of warm iterations.
   rows, tunix = [], None
   with tempfile.TemporaryDirectory() as tmp:
-    runs = [OursRun(m, args, os.path.join(tmp, m)) for m in args.methods.split(",")]
+    runs = [OursRun(m, args, os.path.join(tmp, f"{m}_{p}"), fused=p == "fused")
+            for m in args.methods.split(",") for p in args.paths.split(",")]
     try:
       before = 1 + (args.iterations - 1) // 2 if args.peers == "tunix" else args.iterations
       for _ in range(before):
@@ -279,6 +321,14 @@ def main():
   if "ours-grpo" in by and "ours-simko" in by:
     ratios["simko/grpo"] = round(by["ours-simko"]["warm"]["iteration_s"] / by["ours-grpo"]["warm"]["iteration_s"], 3)
     ratios["simko/grpo update"] = round(by["ours-simko"]["warm"]["update_s"] / by["ours-grpo"]["warm"]["update_s"], 3)
+  for method in args.methods.split(","):
+    a, b = by.get(f"ours-{method}"), by.get(f"ours-{method}-fused")
+    if a and b:
+      ratios[f"{method} fused/phase"] = round(b["warm"]["iteration_s"] / a["warm"]["iteration_s"], 3)
+  for r in rows:
+    if "h2d_bytes" in r["warm"]:
+      print(f"{r['name']}: host->device {r['warm']['h2d_bytes']:.0f} B, device->host "
+            f"{r['warm']['d2h_bytes']:.0f} B per iteration")
   if "tunix" in by:
     for name in ("ours-grpo", "ours-simko"):
       if name in by:

@@ -20,7 +20,7 @@ from simko_jax import hparams
 from simko_jax.checks import (BOOL, NON_NEGATIVE_INT, POSITIVE_INT, STRING, Check, in_range,
                               is_type, one_of)
 
-__all__ = ["Check", "ConfigError", "FIELD_CHECKS", "apply_runlocal", "check_override_keys",
+__all__ = ["Check", "ConfigError", "FIELD_CHECKS", "apply_runlocal", "check_override_keys", "fused_step_blocker",
            "default_config", "in_range", "is_type", "one_of", "validate"]
 
 
@@ -70,6 +70,8 @@ def default_config() -> ml_collections.ConfigDict:
   c.train.mesh_tensor = 1
   c.train.log_every = 1
   c.train.max_nonfinite_in_a_row = 3
+  c.train.fused_step = "auto"      # one compiled rl_train_step per iteration: "auto" (where it applies) | "on" | "off"
+  c.train.steps_per_call = 1       # iterations per fused call (lax.scan; on-device rewards); divides checkpoint.every
 
   c.checkpoint = ml_collections.ConfigDict()
   c.checkpoint.every = 10
@@ -142,6 +144,7 @@ def field_checks() -> dict[str, Check]:
           lambda v: isinstance(v, int) and (v == -1 or v >= 1), "-1 (all remaining devices) or >= 1"),
       "train.mesh_fsdp": POSITIVE_INT, "train.mesh_tensor": POSITIVE_INT,
       "train.log_every": POSITIVE_INT, "train.max_nonfinite_in_a_row": POSITIVE_INT,
+      "train.fused_step": one_of("auto", "on", "off"), "train.steps_per_call": POSITIVE_INT,
       "checkpoint.every": POSITIVE_INT, "checkpoint.keep": POSITIVE_INT,
       "checkpoint.async_save": BOOL,
       "rewards.num_workers": POSITIVE_INT, "rewards.timeout_s": in_range(0.0, lo_open=True),
@@ -235,6 +238,16 @@ def _check_cross_fields(cfg, vocab_size, num_devices):
     _fail("data.train_files", cfg.data.train_files, "at least one parquet/jsonl path",
           " data.task='files' reads prompts from these files.")
   t = cfg.train
+  blocker = fused_step_blocker(cfg)
+  if t.fused_step == "on" and blocker:
+    _fail("train.fused_step", t.fused_step, "'auto' or 'off' for this run",
+          f" The single compiled step needs an on-policy run; here {blocker}.")
+  if t.steps_per_call > 1 and (t.fused_step == "off" or blocker):
+    _fail("train.steps_per_call", t.steps_per_call, "1 unless the fused step applies",
+          f" {blocker or 'config.train.fused_step is off'}.")
+  if t.steps_per_call > 1 and cfg.checkpoint.every % t.steps_per_call:
+    _fail("train.steps_per_call", t.steps_per_call,
+          f"a divisor of config.checkpoint.every ({cfg.checkpoint.every}): checkpoints fall between calls")
   if num_devices is not None:
     fixed = t.mesh_fsdp * t.mesh_tensor * (1 if t.mesh_data == -1 else t.mesh_data)
     if num_devices % fixed or (t.mesh_data != -1 and fixed != num_devices):
@@ -244,3 +257,20 @@ def _check_cross_fields(cfg, vocab_size, num_devices):
             f"a mesh (data x fsdp x tensor) whose product equals the device count ({num_devices})",
             f" Got data={t.mesh_data}, fsdp={t.mesh_fsdp}, tensor={t.mesh_tensor}; set "
             f"config.train.mesh_data=-1 and choose fsdp x tensor dividing {num_devices}.")
+
+
+def fused_step_blocker(cfg) -> str | None:
+  """None if a run may take the single compiled `rl_train_step` (train/fused.py), else the setting that
+  rules it out, named as a config field."""
+  r, a = cfg.rollout, cfg.algo
+  if r.dynamic_sampling:
+    return "config.rollout.dynamic_sampling = True (refill rounds depend on rewards read on the host)"
+  if a.ppo_epochs != 1:
+    return f"config.algo.ppo_epochs = {a.ppo_epochs} (the fused step makes one on-policy pass)"
+  if a.mini_batch_prompts != r.prompts_per_step:
+    return (f"config.algo.mini_batch_prompts = {a.mini_batch_prompts} != config.rollout.prompts_per_step = "
+            f"{r.prompts_per_step} (the fused step makes one update per iteration)")
+  if r.sample_chunk_prompts and r.sample_chunk_prompts < r.prompts_per_step:
+    return (f"config.rollout.sample_chunk_prompts = {r.sample_chunk_prompts} (the fused step samples all "
+            "prompts in one call)")
+  return None

@@ -208,6 +208,20 @@ def _sample_output(prompt_PxTb, pmask_PxTb, tokens_BxRb, logprobs_BxRb, mask_BxR
   return out._replace(**{k: rows(v) for k, v in out._asdict().items() if k != "num_steps"})
 
 
+def sample_program(graphdef, state, prompt_BxPb, pmask_BxPb, key, temperature, top_p, max_new, stop_ids_K, *,
+                   prompt_len: int, max_new_tokens: int, counter=None, **static) -> SampleOutput:
+  """The whole sampler as a pure, jittable function: the traced program body plus the output assembly,
+  for callers that compose sampling into a larger compiled program (`train.fused`). Arguments are those
+  `Sampler.program_inputs` gives (prompts already bucketed to Pb columns); `max_new` may be a scalar
+  (every row's budget) or int32 [B] per row. Returns `SampleOutput`."""
+  if jnp.ndim(max_new) == 0:
+    max_new = jnp.full((prompt_BxPb.shape[0] * static["n"],), max_new, jnp.int32)
+  out = _sample_program(graphdef, state, prompt_BxPb, pmask_BxPb, key, temperature, top_p, max_new,
+                        stop_ids_K, counter=[0] if counter is None else counter, **static)
+  return _sample_output(prompt_BxPb, pmask_BxPb, *out, n=static["n"], prompt_len=prompt_len,
+                        max_new_tokens=max_new_tokens, mesh=static["mesh"], rules=static["rules"])
+
+
 class Sampler:
   """Holds a model graphdef and the compiled sampler programs (one per static signature).
 
@@ -290,6 +304,17 @@ class Sampler:
     with self._context():
       return self._jitted.lower(*args, **static)
 
+  def program_inputs(self, prompt_tokens, prompt_mask, *, n: int = 1, max_new_tokens: int,
+                     temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0, greedy: bool = False,
+                     stop_ids: Sequence[int] | None = None):
+    """(bucketed host prompts (prompt_BxPb, pmask_BxPb), traced knobs (temperature, top_p, max_new,
+    stop_ids_K), static kwargs) of `sample_program`: exactly what `sample` feeds its program."""
+    args, static = self._prepare(None, prompt_tokens, prompt_mask, None, n, max_new_tokens, temperature,
+                                 top_p, top_k, greedy, stop_ids, place=False)
+    static.update(prompt_len=np.shape(prompt_tokens)[1], max_new_tokens=int(max_new_tokens))
+    temperature, top_p, _, stop_arr = args[4:]  # one budget for every row: a scalar the program broadcasts
+    return args[1:3], (temperature, top_p, np.int32(max_new_tokens), stop_arr), static
+
   def _context(self):
     """The mesh (for the model's sharding constraints) and rules this sampler traces and runs under."""
     stack = contextlib.ExitStack()
@@ -300,8 +325,9 @@ class Sampler:
     return stack
 
   def _prepare(self, params_state, prompt_tokens, prompt_mask, key, n, max_new_tokens, temperature,
-               top_p, top_k, greedy, stop_ids, max_new_per_sample=None):
-    """Validate, bucket and place the inputs: (positional args, static kwargs) of the jitted program."""
+               top_p, top_k, greedy, stop_ids, max_new_per_sample=None, place: bool = True):
+    """Validate, bucket and place (unless not `place`) the inputs: (positional args, static kwargs) of
+    the jitted program."""
     prompt = np.asarray(prompt_tokens, np.int32)
     pmask = np.asarray(prompt_mask, np.int32)
     if prompt.ndim != 2 or prompt.shape != pmask.shape:
@@ -331,7 +357,9 @@ class Sampler:
     # Stop ids are a traced array padded with -1 to a multiple of 8: new stop sets do not recompile.
     stop_arr = np.full((round_up(len(stops), 8),), -1, np.int32)
     stop_arr[:len(stops)] = stops
-    if self.mesh is not None:
+    if not place:
+      put = lambda x: x
+    elif self.mesh is not None:
       rows = NamedSharding(self.mesh, logical_to_spec(("batch", None), self.mesh, self.rules,
                                                       (b * jax.process_count(), pb)))
       if jax.process_count() > 1:  # every host contributes its own prompts (global B = sum of hosts')

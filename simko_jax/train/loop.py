@@ -6,6 +6,11 @@ updates (`train.batch`); the host reads back only the verifier's inputs (its row
 the rewards and the chosen rows' indices back once, and reads the metrics once at the end. Phase wall
 times (`PhaseTimes`: sample_s, reward_s, old_logprob_s, update_s) end with `block_until_ready`.
 
+On-policy runs without dynamic sampling take `fused_iterations` instead (where `config.train.fused_step`
+allows): the whole iteration is one compiled `rl_train_step` (train/fused.py) with the same prompts, keys
+and mini-batch order, so checkpoints, data order and resume do not depend on the path; events.log says
+which path a run takes and metrics.jsonl carries `fused_step` (1 or 0).
+
 `run(cfg)` trains for `cfg.train.steps` iterations, resuming from the newest checkpoint in
 `cfg.out_dir/checkpoints` if there is one, and
   * logs every step to metrics.jsonl, TensorBoard and a progress bar (`train.logger`);
@@ -121,6 +126,39 @@ def iteration(run: Run, logger) -> dict:
     logger.event(f"step {run.step + 1}: {skipped} of {len(update_metrics)} update(s) skipped (non-finite "
                  f"loss or gradient; parameters untouched); prompt example ids {chosen.example_ids}")
   return metrics
+
+
+def fused_iterations(run: Run, logger) -> list[tuple[dict, list[int]]]:
+  """`steps_per_call` RL iterations from `run.step` (fewer at the end of the run) through the single
+  compiled `rl_train_step` (train/fused.py); updates `run.params` / `run.opt_state` in place. Prompts,
+  keys (`fold_in(fold_in(rng, step), 0)`, as the phase path's one round) and the mini-batch order are
+  the phase path's, so checkpoints and data order do not depend on the path. Returns each iteration's
+  (metrics, example ids); one device -> host read of the metrics per call."""
+  cfg = run.cfg
+  count = min(run.fused.steps_per_call, cfg.train.steps - run.step)
+  batches, keys = [], []
+  for i in range(count):
+    batches.append(next(run.iterator))
+    _fault("sample", run.step + i + 1)
+    _fault("sigterm", run.step + i + 1)
+    keys.append(jax.random.fold_in(jax.random.fold_in(run.rng, run.step + i), 0))
+  start = time.perf_counter()
+  run.params, run.opt_state, metrics = run.fused(run.params, run.opt_state, run.ref_params, batches, keys,
+                                                 run.step)
+  rates = [run.schedule(run.step + i) for i in range(count)]
+  metrics, rates = jax.device_get((metrics, rates))  # the one device -> host read of the call
+  step_s = (time.perf_counter() - start) / count
+  out = []
+  for i, batch in enumerate(batches):
+    m = {k: float(np.asarray(v).reshape(-1)[i] if count > 1 else v) for k, v in metrics.items()}
+    m.update(updates_skipped=int(m.pop("update_skipped")), groups_padded=0, learning_rate=float(rates[i]),
+             step_s=step_s, fused_step=1.0, sampler_compilations=run.sampler.num_compilations)
+    m["sample_tokens_per_s"] = m["response_length"] * len(batch["example_ids"]) * cfg.rollout.group_size / step_s
+    if m["updates_skipped"]:
+      logger.event(f"step {run.step + i + 1}: 1 of 1 update(s) skipped (non-finite loss or gradient; "
+                   f"parameters untouched); prompt example ids {list(batch['example_ids'])}")
+    out.append((m, [int(e) for e in batch["example_ids"]]))
+  return out
 
 
 def _seconds_until_ready(start: float, tree) -> float:
@@ -242,19 +280,26 @@ def _train(cfg, tr: Run, stop: preemption.StopRequest) -> dict:
       evaluation.evaluate_run(tr, "before", logger)
     # Agreed once per step, before it, and once more after the last one (a collective in multi-
     # process runs: every process evaluates this condition equally often).
+    logger.event(tr.path_note)
     while not (stopped := stop.agreed()) and tr.step < cfg.train.steps:
-      last = iteration(tr, logger)
-      tr.step += 1
-      logger.log(tr.step, last)
-      logger.data_order(tr.step, tr.last_example_ids)
-      nonfinite_streak = nonfinite_streak + 1 if last["updates_skipped"] else 0
-      if nonfinite_streak >= cfg.train.max_nonfinite_in_a_row:
-        raise NonFiniteError(
-            f"{nonfinite_streak} consecutive steps (up to step {tr.step}) had non-finite losses or "
-            f"gradients (limit config.train.max_nonfinite_in_a_row = "
-            f"{cfg.train.max_nonfinite_in_a_row}); parameters were left untouched, the skipped "
-            f"batches are listed in {storage.join(cfg.out_dir, 'events.log')}, and the last "
-            "checkpoint is intact")
+      if tr.fused is not None:
+        steps = fused_iterations(tr, logger)
+      else:
+        steps = [(iteration(tr, logger), None)]
+        steps[0][0]["fused_step"] = 0.0
+      for last, example_ids in steps:
+        tr.step += 1
+        tr.last_example_ids = example_ids if example_ids is not None else tr.last_example_ids
+        logger.log(tr.step, last)
+        logger.data_order(tr.step, tr.last_example_ids)
+        nonfinite_streak = nonfinite_streak + 1 if last["updates_skipped"] else 0
+        if nonfinite_streak >= cfg.train.max_nonfinite_in_a_row:
+          raise NonFiniteError(
+              f"{nonfinite_streak} consecutive steps (up to step {tr.step}) had non-finite losses or "
+              f"gradients (limit config.train.max_nonfinite_in_a_row = "
+              f"{cfg.train.max_nonfinite_in_a_row}); parameters were left untouched, the skipped "
+              f"batches are listed in {storage.join(cfg.out_dir, 'events.log')}, and the last "
+              "checkpoint is intact")
       save(tr)
       _fault("save", tr.step)
     tr.stop_requested = stopped

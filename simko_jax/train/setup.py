@@ -11,14 +11,17 @@ import jax
 from flax import nnx
 
 from simko_jax import storage
-from simko_jax.config import ConfigError, validate
+from simko_jax.config import ConfigError, fused_step_blocker, validate
 from simko_jax.data.pipeline import PipelineConfig, PromptPipeline
 from simko_jax.data.prompts import format_from_train_config
 from simko_jax.parallel import make_mesh, model_shardings, opt_state_shardings
+from simko_jax.rewards.host_callback import HostRewards
+from simko_jax.rewards.on_device import batch_reward_for, task_data_source
 from simko_jax.rewards.pool import VerifierPool
 from simko_jax.sampling.sampler import Sampler
 from simko_jax.train import tasks
 from simko_jax.train.checkpoint import CheckpointError, RunCheckpointer
+from simko_jax.train.fused import FusedStep
 from simko_jax.train.distributed import gather_json, host_rows_to_global
 from simko_jax.train.model_source import load_model_and_tokenizer
 from simko_jax.train.policy_source import write_run_tokenizer
@@ -48,6 +51,8 @@ class Run:
   schedule: Any
   checkpointer: RunCheckpointer
   eval_examples: list
+  fused: FusedStep | None = None  # the single compiled rl_train_step, when the run takes it
+  path_note: str = ""             # which iteration path the run takes, and why (for events.log)
   stop_requested: bool = False
   last_example_ids: list = dataclasses.field(default_factory=list)  # prompts the last step consumed
 
@@ -127,15 +132,43 @@ def build_run(cfg) -> Run:
                     mesh=mesh if mesh.size > 1 else None, prompt_bucket=cfg.data.prompt_bucket)
   pool = VerifierPool(cfg.rewards.num_workers, cfg.rewards.timeout_s, default_source=None,
                       math_extraction=cfg.rewards.math_extraction)
+  fused, path_note = fused_step(cfg, graphdef, tx, loss_cfg, sampler, pool, tokenizer, model.cfg.vocab_size,
+                                mesh, param_shardings, opt_shardings)
   eval_examples = tasks.held_out_examples(cfg.data, cfg.seed, cfg.eval.num_problems)
   run = Run(cfg=cfg, mesh=mesh, graphdef=graphdef, params=params, opt_state=opt_state,
             ref_params=ref_params, rng=jax.random.key(cfg.seed), step=0, tokenizer=tokenizer,
             tokenizer_source=tokenizer_source, model_config=model.cfg.to_hf_config(),
             sampler=sampler, pipeline=pipeline, iterator=pipeline.iterator(), pool=pool,
             train_step=train_step, logprob_fn=logprob_fn, schedule=schedule,
-            checkpointer=checkpointer, eval_examples=eval_examples)
+            checkpointer=checkpointer, eval_examples=eval_examples, fused=fused, path_note=path_note)
   maybe_restore(run)
   return run
+
+
+def fused_step(cfg, graphdef, tx, loss_cfg, sampler, pool, tokenizer, vocab_size, mesh, param_shardings,
+               opt_shardings) -> tuple[FusedStep | None, str]:
+  """The run's `FusedStep` when `config.train.fused_step` and the run allow it (else None), and a line
+  saying which path the run takes and why."""
+  blocker = fused_step_blocker(cfg)
+  if cfg.train.fused_step == "off" or blocker:
+    return None, f"iteration: phase-by-phase ({blocker or 'config.train.fused_step = off'})"
+  if cfg.data.task == "files":
+    reward = HostRewards(pool, tokenizer)
+  else:
+    reward = batch_reward_for(task_data_source(cfg.data.task, cfg.data.answer_format), tokenizer, pool=pool,
+                              vocab_size=vocab_size, math_extraction=cfg.rewards.math_extraction)
+  where = "on device" if reward.on_device else "host verifier pool through a callback"
+  if not reward.on_device and jax.process_count() > 1 and cfg.train.fused_step == "auto":
+    return None, "iteration: phase-by-phase (host rewards with several processes)"
+  if cfg.train.steps_per_call > 1 and not reward.on_device:
+    raise ConfigError(f"config.train.steps_per_call = {cfg.train.steps_per_call} is invalid: allowed 1 for "
+                      f"rewards scored on the host (task {cfg.data.task!r}); several iterations per call need "
+                      "an on-device verifier (tasks arith, countdown)")
+  fused = FusedStep(cfg, graphdef, tx, loss_cfg, sampler=sampler, reward=reward, mesh=mesh,
+                    param_shardings=param_shardings, opt_shardings=opt_shardings,
+                    steps_per_call=cfg.train.steps_per_call)
+  return fused, (f"iteration: fused rl_train_step (one compiled program; rewards {where}; "
+                 f"{cfg.train.steps_per_call} iteration(s) per call)")
 
 
 def prompt_pipeline(cfg, examples, tokenizer) -> PromptPipeline:

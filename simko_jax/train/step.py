@@ -103,6 +103,13 @@ def response_token_stats(graphdef, params, tokens, attention_mask, positions, re
       logit_softcap=model.cfg.final_logit_softcapping)
 
 
+def response_logprobs(graphdef, params, tokens, attention_mask, positions, response_len: int,
+                      loss_cfg: LossHParams) -> jax.Array:
+  """Log-probs float32 [B, R] of the response tokens (old / reference policy; no entropy gradient)."""
+  return response_token_stats(graphdef, params, tokens, attention_mask, positions, response_len,
+                              dataclasses.replace(loss_cfg, entropy_coef=0.0)).logp
+
+
 def _micro_loss(params, graphdef, mb: Batch, normalizer, loss_cfg: LossHParams):
   response_len = mb.loss_mask.shape[-1]
   stats = response_token_stats(graphdef, params, mb.tokens, mb.attention_mask, mb.positions,
@@ -179,9 +186,7 @@ def jit_logprobs(graphdef, loss_cfg: LossHParams, param_shardings, mesh):
   float32 [B, R]` (old/ref log-probs; inputs and output rows sharded over ("data", "fsdp"))."""
 
   def logprobs(params, tokens, attention_mask, positions, response_len):
-    stats = response_token_stats(graphdef, params, tokens, attention_mask, positions, response_len,
-                                 dataclasses.replace(loss_cfg, entropy_coef=0.0))
-    return stats.logp
+    return response_logprobs(graphdef, params, tokens, attention_mask, positions, response_len, loss_cfg)
 
   data = batch_sharding(mesh, 1)
   return jax.jit(logprobs, in_shardings=(param_shardings, data, data, data), static_argnums=4,
