@@ -104,7 +104,7 @@ def full_attention(mask_BxTxS: jax.Array, impl: str = "xla", *, scale: float | N
 
 
 def kind_masks(cfg: ModelConfig, mask_BxT: jax.Array) -> jax.Array:
-  """The full forward's attention masks per layer kind, bool [N, B, T, T] (N = `cfg.num_layer_kinds()`;
+  """The full forward's attention masks per layer kind, bool [Lk, B, T, T] (Lk = `cfg.num_layer_kinds()`;
   row k for the layers whose `cfg.layer_kinds()` entry is k: 0 global, 1 sliding window). With the
   per-kind RoPE (`rope.rope_by_kind`), the scan over layers indexes these stacks with a scanned int
   array of the layers' kinds: one compiled block and no branch for interleaved sliding/global layers."""

@@ -40,7 +40,7 @@ B=32, S=192, float32, 2 CPU cores (`benchmarks/sampling.py`; decode-step times f
     match the attention output's layout (5 ms/step).
   * layers of different kinds (Gemma's sliding-window / global layers, `cfg.layer_kinds()`) are unrolled
     like the rest, each given its kind's mask and RoPE rows (static per layer: no indexing, no branch).
-  * RoPE's cos/sin come from a [N, S, Dh] table (N RoPE variants, one per layer kind) built once per
+  * RoPE's cos/sin come from a [Lk, S, Dh] table (Lk RoPE variants, one per layer kind) built once per
     call, gathered by position: computed inside
     the step, XLA fused them into every layer's RoPE and evaluated sin/cos per head and layer (2.9 ms
     per step in an XLA profile; 0.3 ms with the table).
@@ -90,15 +90,15 @@ def lm_head_weight(model) -> jax.Array:
 
 
 def rope_table(cfg, cache_len: int) -> tuple[jax.Array, jax.Array]:
-  """cos, sin [N, S, Dh] (float32) of positions 0..S-1 for each layer kind (`models.rope.rope_by_kind`,
-  same values; N = cfg.num_layer_kinds()), built once per sampling call outside the decoding loop;
+  """cos, sin [Lk, S, Dh] (float32) of positions 0..S-1 for each layer kind (`models.rope.rope_by_kind`,
+  same values; Lk = cfg.num_layer_kinds()), built once per sampling call outside the decoding loop;
   `prefill` and `decode_step` gather their rows."""
   cos, sin = rope_by_kind(cfg, jnp.arange(cache_len, dtype=jnp.int32)[None])
   return cos[:, 0], sin[:, 0]
 
 
 def _embed(model, tokens_BxT, positions_BxT, rope):
-  """Embeddings [B, T, D] and RoPE cos, sin [N, B, T, Dh] (the rows of the `rope_table` at the
+  """Embeddings [B, T, D] and RoPE cos, sin [Lk, B, T, Dh] (the rows of the `rope_table` at the
   positions, per layer kind)."""
   x = embed_tokens(model.cfg, model.embed.get_value(), tokens_BxT)
   return x, tuple(jnp.take(t, positions_BxT, axis=1, mode="clip") for t in rope)
@@ -116,10 +116,10 @@ def prefill(model, layer_params: list[dict[str, jax.Array]], tokens_BxT: jax.Arr
   cfg = model.cfg
   dtype = cfg.dtype if cache_dtype is None else cache_dtype
   x, (cos_N, sin_N) = _embed(model, tokens_BxT, positions_BxT, rope)
-  masks_NxBxTxT = kind_masks(cfg, mask_BxT)
+  masks_LkxBxTxT = kind_masks(cfg, mask_BxT)
   ks, vs = [], []
   for p, kind in zip(layer_params, cfg.layer_kinds()):
-    attend = full_attention(masks_NxBxTxT[kind], cfg.attention_impl, **attention_options(cfg))
+    attend = full_attention(masks_LkxBxTxT[kind], cfg.attention_impl, **attention_options(cfg))
     x, (k, v) = block(cfg, x, p, (cos_N[kind], sin_N[kind]), attend)
     k_blocks, v_blocks = prompt_cache(k, v, cache_len=cache_len, n=n, cache_dtype=dtype)
     ks.append(k_blocks)

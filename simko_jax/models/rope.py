@@ -39,8 +39,8 @@ def rope_cos_sin(positions_BxT: jax.Array, inv_freq: np.ndarray) -> tuple[jax.Ar
 
 
 def rope_by_kind(cfg, positions_BxT: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """cos, sin [N, B, T, Dh] (float32): row k is the RoPE of layers of kind k (`ModelConfig.layer_kinds`,
-  N = `cfg.num_layer_kinds()`; Gemma 3's sliding layers have their own base, `cfg.rope_for_kind`)."""
+  """cos, sin [Lk, B, T, Dh] (float32): row k is the RoPE of layers of kind k (`ModelConfig.layer_kinds`,
+  Lk = `cfg.num_layer_kinds()`; Gemma 3's sliding layers have their own base, `cfg.rope_for_kind`)."""
   pairs = [rope_cos_sin(positions_BxT, inv_frequencies(cfg.head_dim, *cfg.rope_for_kind(kind)))
            for kind in range(cfg.num_layer_kinds())]
   return jnp.stack([c for c, _ in pairs]), jnp.stack([s for _, s in pairs])

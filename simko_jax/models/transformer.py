@@ -96,14 +96,14 @@ class Transformer(nnx.Module):
       attention_mask_BxT = jnp.ones((b, t), jnp.int32)
     if positions_BxT is None:
       positions_BxT = jnp.maximum(jnp.cumsum(attention_mask_BxT.astype(jnp.int32), axis=-1) - 1, 0)
-    masks_NxBxTxT = kind_masks(cfg, attention_mask_BxT)
-    cos_NxBxTxDh, sin_NxBxTxDh = rope_by_kind(cfg, positions_BxT)
+    masks_LkxBxTxT = kind_masks(cfg, attention_mask_BxT)
+    cos_LkxBxTxDh, sin_LkxBxTxDh = rope_by_kind(cfg, positions_BxT)
     options = attention_options(cfg)
 
     def body(x_BxTxD, p_and_kind):
       p, kind = p_and_kind  # kind: this layer's row of the per-kind stacks (a traced int32 scalar)
-      attend = full_attention(masks_NxBxTxT[kind], cfg.attention_impl, **options)
-      cos_sin = (cos_NxBxTxDh[kind], sin_NxBxTxDh[kind])
+      attend = full_attention(masks_LkxBxTxT[kind], cfg.attention_impl, **options)
+      cos_sin = (cos_LkxBxTxDh[kind], sin_LkxBxTxDh[kind])
       x_BxTxD, _ = block(cfg, x_BxTxD, cast_params(cfg, p), cos_sin, attend)  # k, v unused: not kept
       return x_BxTxD, None
 
