@@ -13,6 +13,14 @@ from simko_jax.models import load_pretrained, save_hf
 from tests.models.hf_helpers import left_padded_batch, tiny_hf_model, torch_logits
 
 
+def logits_and_error(model, hf, tokens, mask):
+  """Our float32 logits [B, T, V] and their max |difference| from transformers' at real tokens."""
+  ours = np.asarray(model(jnp.asarray(tokens), attention_mask_BxT=jnp.asarray(mask)))
+  ref = torch_logits(hf, tokens, mask)
+  real = mask.astype(bool)
+  return ours, np.abs(ours[real] - ref[real]).max()
+
+
 @pytest.mark.parametrize("arch", ["llama3", "qwen2", "qwen3"])
 def test_logits_match_transformers(arch, tmp_path):
   hf = tiny_hf_model(arch)
@@ -24,10 +32,7 @@ def test_logits_match_transformers(arch, tmp_path):
   if arch == "llama3":
     assert cfg.rope_scaling["factor"] == 8.0
   tokens, mask = left_padded_batch(cfg.vocab_size)
-  ours = np.asarray(model(jnp.asarray(tokens), attention_mask_BxT=jnp.asarray(mask)))
-  ref = torch_logits(hf, tokens, mask)
-  real = mask.astype(bool)
-  err = np.abs(ours[real] - ref[real]).max()
+  ours, err = logits_and_error(model, hf, tokens, mask)
   assert err <= 1e-4, err
   # hidden_states @ unembedding == logits
   h = model.hidden_states(jnp.asarray(tokens), attention_mask_BxT=jnp.asarray(mask))
@@ -121,10 +126,7 @@ def test_gemma_logits_match_transformers(version, tmp_path):
   assert cfg.architecture == f"Gemma{version}ForCausalLM" and cfg.sliding_window == SLIDING_WINDOW
   assert cfg.post_norms and cfg.norm_offset == 1.0 and cfg.qk_norm == (version == 3)
   tokens, mask = left_padded_batch(cfg.vocab_size, lengths=(23, 17, 5), total=23, seed=version)
-  ours = np.asarray(model(jnp.asarray(tokens), attention_mask_BxT=jnp.asarray(mask)))
-  ref = torch_logits(hf, tokens, mask)
-  real = mask.astype(bool)
-  err = np.abs(ours[real] - ref[real]).max()
+  ours, err = logits_and_error(model, hf, tokens, mask)
   assert err <= 1e-4, err
   h = model.hidden_states(jnp.asarray(tokens), attention_mask_BxT=jnp.asarray(mask))
   capped = soft_cap(h @ model.unembedding(), cfg.final_logit_softcapping)
